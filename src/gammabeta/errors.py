@@ -1,0 +1,33 @@
+"""gammabeta's exceptions: each names the layer or file, what it got and what it expected."""
+
+
+class GammabetaError(Exception):
+    """Base class of every error gammabeta raises on purpose."""
+
+
+class ShapeError(GammabetaError, ValueError):
+    """An array has the wrong rank, size or number of channels for a layer."""
+
+
+class DTypeError(GammabetaError, TypeError):
+    """An array has a dtype a layer refuses (integers, booleans, objects)."""
+
+
+class NonFiniteError(GammabetaError, ValueError):
+    """A NaN or an infinity appeared where finite numbers were required."""
+
+
+class StateDictError(GammabetaError, ValueError):
+    """A state dict (or checkpoint) does not match the model: keys, shapes or dtypes."""
+
+
+class CheckpointError(GammabetaError, ValueError):
+    """A checkpoint file is missing, truncated, not safetensors, or from another model."""
+
+
+class DataError(GammabetaError, ValueError):
+    """A data file or array cannot be used: bad format, bad shape, bad labels."""
+
+
+class ConfigError(GammabetaError, ValueError):
+    """An option, initializer name or configuration value is not valid."""

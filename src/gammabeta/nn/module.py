@@ -1,0 +1,421 @@
+"""Module, Parameter and Sequential: the PyTorch-shaped skeleton every layer hangs on.
+
+A layer computes ``forward(x)`` and keeps what its backward pass needs; ``backward(dy)``
+returns ``dx`` and *accumulates* the parameter gradients into ``Parameter.grad``.
+Parameters (trained by optimizers) and buffers (running statistics, counters) live in two
+separate dictionaries, so an optimizer can never touch a running mean.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..backend import is_floating, namespace
+from ..errors import DTypeError, NonFiniteError, StateDictError
+
+__all__ = [
+    "Parameter",
+    "Module",
+    "Sequential",
+    "no_grad",
+    "is_grad_enabled",
+    "detect_anomaly",
+    "set_detect_anomaly",
+    "is_anomaly_enabled",
+]
+
+_GRAD_ENABLED = True
+_ANOMALY = False
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Within this block layers keep no cache for backward (inference: less memory, faster)."""
+    global _GRAD_ENABLED
+    prev, _GRAD_ENABLED = _GRAD_ENABLED, False
+    try:
+        yield
+    finally:
+        _GRAD_ENABLED = prev
+
+
+def is_grad_enabled() -> bool:
+    """True unless inside :func:`no_grad`."""
+    return _GRAD_ENABLED
+
+
+def set_detect_anomaly(mode: bool) -> None:
+    """Check every layer's input and output for NaN/inf and raise :class:`NonFiniteError`."""
+    global _ANOMALY
+    _ANOMALY = bool(mode)
+
+
+def is_anomaly_enabled() -> bool:
+    """True while non-finite checking is on."""
+    return _ANOMALY
+
+
+@contextlib.contextmanager
+def detect_anomaly():
+    """Context manager form of :func:`set_detect_anomaly` (like ``torch.autograd.detect_anomaly``)."""
+    prev = _ANOMALY
+    set_detect_anomaly(True)
+    try:
+        yield
+    finally:
+        set_detect_anomaly(prev)
+
+
+class Parameter:
+    """A trainable array: ``.data`` holds the values, ``.grad`` the accumulated gradient."""
+
+    __slots__ = ("data", "grad", "requires_grad")
+
+    def __init__(self, data, requires_grad: bool = True):
+        self.data = data
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return int(self.data.size)
+
+    def accumulate(self, g) -> None:
+        """Add ``g`` to ``.grad`` (allocating it on first use), unless the parameter is frozen."""
+        if not self.requires_grad:
+            return
+        if self.grad is None:
+            self.grad = g.astype(self.data.dtype, copy=True)
+        else:
+            self.grad += g
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class: registers parameters, buffers and submodules by attribute assignment."""
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_non_persistent", set())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # ----- registration -------------------------------------------------------------------
+    def __setattr__(self, name, value):
+        d = self.__dict__
+        if "_parameters" not in d:
+            raise AttributeError(f"{type(self).__name__}: call super().__init__() first")
+        params, bufs, mods = d["_parameters"], d["_buffers"], d["_modules"]
+        if isinstance(value, Parameter):
+            bufs.pop(name, None), mods.pop(name, None), d.pop(name, None)
+            params[name] = value
+        elif isinstance(value, Module):
+            params.pop(name, None), bufs.pop(name, None), d.pop(name, None)
+            mods[name] = value
+        elif name in bufs:
+            bufs[name] = value
+        elif name in params or name in mods:
+            if value is not None:
+                raise TypeError(
+                    f"{type(self).__name__}.{name}: cannot assign {type(value).__name__}; "
+                    "expected a Parameter/Module or None"
+                )
+            (params if name in params else mods)[name] = None
+        else:
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):
+        d = self.__dict__
+        for store in ("_parameters", "_buffers", "_modules"):
+            if store in d and name in d[store]:
+                return d[store][name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __delattr__(self, name):
+        for store in (self._parameters, self._buffers, self._modules):
+            if name in store:
+                del store[name]
+                return
+        object.__delattr__(self, name)
+
+    def register_buffer(self, name: str, value, persistent: bool = True) -> None:
+        """Add a buffer (state that is saved but not trained); ``None`` keeps the slot empty."""
+        self.__dict__.pop(name, None)
+        self._buffers[name] = value
+        if not persistent:
+            self._non_persistent.add(name)
+
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
+        """Add a parameter; ``None`` records that the slot exists but is empty."""
+        self.__dict__.pop(name, None)
+        self._parameters[name] = param
+
+    def add_module(self, name: str, module: Module) -> None:
+        """Add a child module under ``name``."""
+        self._modules[name] = module
+
+    # ----- traversal ----------------------------------------------------------------------
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """All modules in the tree, this one first, with dotted names."""
+        yield prefix, self
+        for name, m in self._modules.items():
+            if m is not None:
+                yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator[Module]:
+        for _, m in self.named_modules():
+            yield m
+
+    def children(self) -> Iterator[Module]:
+        yield from (m for m in self._modules.values() if m is not None)
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True):
+        """``(dotted_name, Parameter)`` pairs, PyTorch's naming (``"0.weight"``)."""
+        mods = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mprefix, m in mods:
+            for name, p in m._parameters.items():
+                if p is not None:
+                    yield (f"{mprefix}.{name}" if mprefix else name), p
+
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        for _, p in self.named_parameters(recurse=recurse):
+            yield p
+
+    def named_buffers(self, prefix: str = "", recurse: bool = True):
+        mods = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mprefix, m in mods:
+            for name, b in m._buffers.items():
+                if b is not None:
+                    yield (f"{mprefix}.{name}" if mprefix else name), b
+
+    def buffers(self, recurse: bool = True):
+        for _, b in self.named_buffers(recurse=recurse):
+            yield b
+
+    def num_parameters(self) -> int:
+        """Total number of trainable scalars."""
+        return sum(p.size for p in self.parameters())
+
+    # ----- modes and gradients ------------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        """Set training mode on this module and all children (BatchNorm, Dropout care)."""
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self) -> Module:
+        """Inference mode: BatchNorm uses running statistics, Dropout is the identity."""
+        return self.train(False)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear accumulated gradients (``None`` by default, as in PyTorch)."""
+        for p in self.parameters():
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad[...] = 0
+
+    def to(self, dtype) -> Module:
+        """Cast every floating parameter and buffer to ``dtype`` (e.g. float64 for grad checks)."""
+        dtype = np.dtype(dtype)
+        for m in self.modules():
+            for p in m._parameters.values():
+                if p is not None:
+                    p.data = p.data.astype(dtype)
+                    p.grad = None
+            for k, b in m._buffers.items():
+                if b is not None and is_floating(b.dtype):
+                    m._buffers[k] = b.astype(dtype)
+        return self
+
+    def double(self) -> Module:
+        return self.to(np.float64)
+
+    def float(self) -> Module:
+        return self.to(np.float32)
+
+    # ----- state dict ---------------------------------------------------------------------
+    def state_dict(self) -> OrderedDict:
+        """Copies of every parameter and persistent buffer under PyTorch's dotted keys."""
+        out = OrderedDict()
+        for mprefix, m in self.named_modules():
+            pre = f"{mprefix}." if mprefix else ""
+            for name, p in m._parameters.items():
+                if p is not None:
+                    out[pre + name] = p.data.copy()
+            for name, b in m._buffers.items():
+                if b is not None and name not in m._non_persistent:
+                    out[pre + name] = np.array(b, copy=True)
+        return out
+
+    def load_state_dict(self, state_dict, strict: bool = True):
+        """Copy values into this model in place; check every key and shape.
+
+        Returns ``(missing_keys, unexpected_keys)``; with ``strict=True`` any of those, or a
+        shape mismatch, raises :class:`StateDictError` naming the first offending key.
+        """
+        own = {}
+        for mprefix, m in self.named_modules():
+            pre = f"{mprefix}." if mprefix else ""
+            for name, p in m._parameters.items():
+                if p is not None:
+                    own[pre + name] = (m, name, "param")
+            for name, b in m._buffers.items():
+                if b is not None and name not in m._non_persistent:
+                    own[pre + name] = (m, name, "buffer")
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if strict and (missing or unexpected):
+            parts = []
+            if missing:
+                parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+            if unexpected:
+                parts.append(
+                    f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}"
+                )
+            raise StateDictError(f"{type(self).__name__}.load_state_dict: " + "; ".join(parts))
+        for key, (m, name, kind) in own.items():
+            if key not in state_dict:
+                continue
+            value = np.asarray(state_dict[key])
+            target = m._parameters[name].data if kind == "param" else m._buffers[name]
+            target_arr = np.asarray(target)
+            if value.shape != target_arr.shape:
+                raise StateDictError(
+                    f"{type(self).__name__}.load_state_dict: key {key!r} has shape "
+                    f"{value.shape}, the model expects {target_arr.shape}"
+                )
+            if value.dtype.kind not in "fiub":
+                raise StateDictError(
+                    f"{type(self).__name__}.load_state_dict: key {key!r} has dtype "
+                    f"{value.dtype}, expected a numeric array"
+                )
+            if kind == "param":
+                m._parameters[name].data[...] = value
+            elif isinstance(target, np.ndarray) and target.ndim > 0:
+                target[...] = value
+            else:
+                m._buffers[name] = value.astype(target_arr.dtype).copy()
+        return missing, unexpected
+
+    # ----- calling ------------------------------------------------------------------------
+    def forward(self, x):  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__}.forward is not implemented")
+
+    def backward(self, dy):  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__}.backward is not implemented")
+
+    def __call__(self, x):
+        if _ANOMALY:
+            _check_finite(self, x, "input")
+        y = self.forward(x)
+        if _ANOMALY:
+            _check_finite(self, y, "output")
+        return y
+
+    def describe(self) -> str:
+        """Short name used in error messages, e.g. ``BatchNorm1d(64)``."""
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        if not self._modules:
+            return self.describe()
+        lines = [f"{type(self).__name__}("]
+        for name, m in self._modules.items():
+            child = repr(m).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {child}")
+        lines.append(")")
+        return "\n".join(lines)
+
+    def _saved(self, what: str = "forward"):
+        """The cache of the last forward pass, or a clear error when there is none."""
+        cache = self.__dict__.get("_cache")
+        if cache is None:
+            raise RuntimeError(
+                f"{self.describe()}.backward: no cached {what} pass; call forward (outside "
+                "no_grad()) before backward"
+            )
+        return cache
+
+
+def _check_finite(layer: Module, a, what: str) -> None:
+    xp = namespace(a)
+    if isinstance(a, np.ndarray) and is_floating(a.dtype) and not xp.isfinite(a).all():
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise NonFiniteError(
+            f"{layer.describe()}: non-finite {what} at index {tuple(int(i) for i in bad)} "
+            f"(value {a[tuple(bad)]}); expected finite numbers"
+        )
+
+
+def check_float_input(layer: Module, x, min_ndim: int | None = None, ndims=None):
+    """Refuse non-arrays, integer/bool/complex dtypes and wrong ranks with a clear error."""
+    if not hasattr(x, "dtype") or not hasattr(x, "shape"):
+        raise DTypeError(
+            f"{layer.describe()}: got {type(x).__name__}, expected a floating-point array"
+        )
+    if not is_floating(x.dtype):
+        raise DTypeError(
+            f"{layer.describe()}: got an array of dtype {x.dtype}, expected a floating-point "
+            f"array; convert it explicitly, e.g. x.astype(numpy.float32)"
+        )
+    if ndims is not None and x.ndim not in ndims:
+        from ..errors import ShapeError
+
+        want = " or ".join(f"{d}-D" for d in ndims)
+        raise ShapeError(f"{layer.describe()}: got a {x.ndim}-D input of shape {x.shape}, "
+                         f"expected {want}")
+    return x
+
+
+class Sequential(Module):
+    """Layers applied in order; backward runs them in reverse."""
+
+    def __init__(self, *modules: Module):
+        super().__init__()
+        for i, m in enumerate(modules):
+            self.add_module(str(i), m)
+
+    def __getitem__(self, i):
+        mods = list(self._modules.values())
+        if isinstance(i, slice):
+            return Sequential(*mods[i])
+        return mods[i]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module: Module) -> Sequential:
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+    def forward(self, x):
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+    def backward(self, dy):
+        for m in reversed(self._modules.values()):
+            dy = m.backward(dy)
+        return dy
