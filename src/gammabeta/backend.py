@@ -37,3 +37,15 @@ def compute_dtype(dtype):
 def is_floating(dtype) -> bool:
     """True for real floating-point dtypes."""
     return numpy.issubdtype(dtype, numpy.floating)
+
+
+def erf(x):
+    """Elementwise error function in the array's own namespace (used by exact GELU)."""
+    xp = namespace(x)
+    if xp is numpy:
+        from scipy.special import erf as _erf
+
+        return _erf(x)
+    import cupyx.scipy.special  # pragma: no cover
+
+    return cupyx.scipy.special.erf(x)  # pragma: no cover

@@ -1,5 +1,9 @@
 """Layers with explicit, closed-form backward passes."""
 
+from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
+from .batchnorm import BatchNorm1d, BatchNorm2d
+from .layers import Dropout, Flatten, Identity
+from .linear import Linear
 from .module import (
     Module,
     Parameter,
@@ -12,12 +16,7 @@ from .module import (
 )
 
 __all__ = [
-    "Module",
-    "Parameter",
-    "Sequential",
-    "detect_anomaly",
-    "is_anomaly_enabled",
-    "is_grad_enabled",
-    "no_grad",
-    "set_detect_anomaly",
+    "GELU", "BatchNorm1d", "BatchNorm2d", "Dropout", "Flatten", "Identity", "LeakyReLU",
+    "Linear", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh",
+    "detect_anomaly", "is_anomaly_enabled", "is_grad_enabled", "no_grad", "set_detect_anomaly",
 ]

@@ -61,7 +61,7 @@ def is_anomaly_enabled() -> bool:
 
 @contextlib.contextmanager
 def detect_anomaly():
-    """Context manager form of :func:`set_detect_anomaly` (like ``torch.autograd.detect_anomaly``)."""
+    """Context manager: non-finite checks on (like ``torch.autograd.detect_anomaly``)."""
     prev = _ANOMALY
     set_detect_anomaly(True)
     try:

@@ -1,0 +1,80 @@
+"""Shape and regularization layers: Dropout, Flatten, Identity."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConfigError, ShapeError
+from .module import Module, check_float_input, is_grad_enabled
+
+
+class Dropout(Module):
+    """Inverted dropout: in training y = x ⊙ m / (1 − p), m ~ Bernoulli(1 − p); identity in eval."""
+
+    def __init__(self, p: float = 0.5, rng=None):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ConfigError(f"Dropout: p={p}; expected a probability in [0, 1]")
+        self.p = float(p)
+        self.rng = np.random.default_rng() if rng is None else rng
+        self._cache = None
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+    def forward(self, x):
+        check_float_input(self, x)
+        if not self.training or self.p == 0.0:
+            self._cache = ("identity", None)
+            return x
+        if self.p == 1.0:
+            self._cache = ("zero", None)
+            return x * 0
+        scale = x.dtype.type(1.0 / (1.0 - self.p))
+        mask = (self.rng.random(x.shape, dtype=np.float32) >= self.p) * scale
+        mask = mask.astype(x.dtype, copy=False)
+        self._cache = ("mask", mask) if is_grad_enabled() else None
+        return x * mask
+
+    def backward(self, dy):
+        kind, mask = self._saved()
+        if kind == "identity":
+            return dy
+        if kind == "zero":
+            return dy * 0
+        return dy * mask
+
+
+class Flatten(Module):
+    """Merge dimensions ``start_dim`` … ``end_dim`` into one (PyTorch's defaults 1, −1)."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        super().__init__()
+        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
+        self._cache = None
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+    def forward(self, x):
+        nd = x.ndim
+        s = self.start_dim % nd if nd else 0
+        e = self.end_dim % nd if nd else 0
+        if nd == 0 or s > e:
+            raise ShapeError(f"{self.describe()}: cannot flatten an input of shape {x.shape}")
+        self._cache = x.shape
+        new = x.shape[:s] + (int(np.prod(x.shape[s:e + 1])),) + x.shape[e + 1:]
+        return x.reshape(new)
+
+    def backward(self, dy):
+        return dy.reshape(self._saved())
+
+
+class Identity(Module):
+    """Returns its input unchanged (a placeholder, e.g. for ``--norm none``)."""
+
+    def forward(self, x):
+        return x
+
+    def backward(self, dy):
+        return dy
