@@ -31,3 +31,7 @@ class DataError(GammabetaError, ValueError):
 
 class ConfigError(GammabetaError, ValueError):
     """An option, initializer name or configuration value is not valid."""
+
+
+class OutputError(GammabetaError, OSError):
+    """An output file or folder cannot be written (permissions, full disk, ...)."""

@@ -1,0 +1,114 @@
+"""Checkpoints as safetensors files, written atomically; loading never executes code.
+
+A checkpoint holds a state dict under PyTorch's keys (``"0.weight"``, ``"1.running_mean"``,
+``"1.num_batches_tracked"``) plus string metadata (e.g. the JSON of the model config), so the
+same file loads into ``torch.nn`` with ``safetensors.torch.load_file`` and ``load_state_dict``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from .errors import CheckpointError, OutputError
+
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "save_checkpoint",
+           "load_checkpoint"]
+
+_PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+_ZIP_MAGIC = b"PK\x03\x04"
+_MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
+
+
+def atomic_write(path, write: Callable[[IO[bytes]], object]) -> Path:
+    """Call ``write(f)`` on a temp file beside ``path``, fsync, then rename it over ``path``.
+
+    A crash at any moment leaves either the old file or the new one, never half a file; on
+    any error the temp file is removed. OS errors become :class:`OutputError` naming the path.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, OutputError):
+            raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
+        raise
+    return path
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """:func:`atomic_write` of a bytes object."""
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_checkpoint(path, state_dict, metadata: dict | None = None) -> Path:
+    """Save a state dict (NumPy arrays) and JSON-able metadata as one safetensors file."""
+    from safetensors.numpy import save
+
+    tensors = {}
+    for k, v in state_dict.items():
+        a = np.asarray(v)
+        if a.dtype.kind not in "fiub":
+            raise CheckpointError(f"cannot save {path}: key {k!r} has dtype {a.dtype}")
+        tensors[k] = np.ascontiguousarray(a)
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+    return atomic_write_bytes(path, save(tensors, metadata=meta))
+
+
+def load_checkpoint(path) -> tuple[dict, dict]:
+    """Return ``(state_dict, metadata)`` from a safetensors file, refusing anything else.
+
+    Pickles (``torch.save`` files) are recognised and refused with an explanation; a truncated
+    file or a header that points outside the file gives :class:`CheckpointError`.
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from e
+    if data[:2] in _PICKLE_MAGIC or data[:4] == _ZIP_MAGIC:
+        raise CheckpointError(
+            f"{path} looks like a pickle or torch.save() file; gammabeta never loads pickles "
+            "(they can run code). Save it as safetensors instead (safetensors.torch.save_file)"
+        )
+    if len(data) < 8:
+        raise CheckpointError(f"{path}: {len(data)} bytes, too short for a safetensors header")
+    n = int.from_bytes(data[:8], "little")
+    if n > _MAX_HEADER or 8 + n > len(data):
+        raise CheckpointError(f"{path}: the safetensors header claims {n} bytes but the file "
+                              f"has {len(data) - 8} after the length field (truncated?)")
+    try:
+        header = json.loads(data[8:8 + n])
+        tensors = load(data)
+    except (SafetensorError, ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None
+    metadata = dict(header.get("__metadata__") or {}) if isinstance(header, dict) else {}
+    return tensors, metadata
