@@ -73,7 +73,7 @@ def save_checkpoint(path, state_dict, metadata: dict | None = None) -> Path:
         a = np.asarray(v)
         if a.dtype.kind not in "fiub":
             raise CheckpointError(f"cannot save {path}: key {k!r} has dtype {a.dtype}")
-        tensors[k] = np.ascontiguousarray(a)
+        tensors[k] = a if a.flags.c_contiguous else a.copy(order="C")  # keeps 0-d shape
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
     return atomic_write_bytes(path, save(tensors, metadata=meta))
 

@@ -4,6 +4,7 @@ from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
 from .batchnorm import BatchNorm1d, BatchNorm2d
 from .layers import Dropout, Flatten, Identity
 from .linear import Linear
+from .losses import CrossEntropyLoss, MSELoss, log_softmax, softmax
 from .module import (
     Module,
     Parameter,
@@ -16,6 +17,7 @@ from .module import (
 )
 
 __all__ = [
+    "CrossEntropyLoss", "MSELoss", "log_softmax", "softmax",
     "GELU", "BatchNorm1d", "BatchNorm2d", "Dropout", "Flatten", "Identity", "LeakyReLU",
     "Linear", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh",
     "detect_anomaly", "is_anomaly_enabled", "is_grad_enabled", "no_grad", "set_detect_anomaly",

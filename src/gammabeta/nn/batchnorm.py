@@ -169,7 +169,7 @@ class _BatchNorm(Module):
         return np.float32
 
     def _update_running(self, mean, var, m: int) -> None:
-        self.num_batches_tracked = self.num_batches_tracked + 1
+        self.num_batches_tracked = np.asarray(self.num_batches_tracked + 1, dtype=np.int64)
         if self.momentum is None:
             alpha = 1.0 / float(self.num_batches_tracked)
         else:

@@ -1,0 +1,281 @@
+r"""Loss functions with closed-form gradients: cross-entropy and mean squared error.
+
+Losses are not Modules: they take two inputs. ``loss(input, target)`` returns the loss (a
+Python float for ``reduction="mean"``/``"sum"``, the per-sample array for ``"none"``) and
+keeps a cache; ``loss.backward(grad=1.0)`` returns d loss / d input with the input's shape
+and dtype, ready for ``model.backward``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import compute_dtype, is_floating
+from ..errors import ConfigError, DataError, DTypeError, NonFiniteError, ShapeError
+
+__all__ = ["softmax", "log_softmax", "CrossEntropyLoss", "MSELoss"]
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def log_softmax(x, axis: int = -1):
+    """``x - logsumexp(x)`` along ``axis``, stable for large values (the max is subtracted)."""
+    x = np.asarray(x)
+    if not is_floating(x.dtype):
+        raise DTypeError(f"log_softmax: got dtype {x.dtype}, expected a floating-point array")
+    z = x.astype(compute_dtype(x.dtype), copy=False)
+    shifted = z - np.max(z, axis=axis, keepdims=True)
+    out = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    return out.astype(x.dtype, copy=False)
+
+
+def softmax(x, axis: int = -1):
+    """``exp(x) / sum(exp(x))`` along ``axis``, stable for large values."""
+    x = np.asarray(x)
+    if not is_floating(x.dtype):
+        raise DTypeError(f"softmax: got dtype {x.dtype}, expected a floating-point array")
+    z = x.astype(compute_dtype(x.dtype), copy=False)
+    e = np.exp(z - np.max(z, axis=axis, keepdims=True))
+    return (e / np.sum(e, axis=axis, keepdims=True)).astype(x.dtype, copy=False)
+
+
+def _first_bad(a) -> str:
+    bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+    return f"index {bad} (value {a[bad]})"
+
+
+class _Loss:
+    """Shared parts: reduction checks, input checks, the cache and the upstream gradient."""
+
+    def __init__(self, reduction: str = "mean"):
+        if reduction not in _REDUCTIONS:
+            raise ConfigError(f"{type(self).__name__}: invalid reduction={reduction!r}; "
+                              f"expected one of {_REDUCTIONS}")
+        self.reduction = reduction
+        self._cache = None
+
+    def describe(self) -> str:
+        return f"{type(self).__name__}(reduction={self.reduction!r})"
+
+    __repr__ = describe
+
+    def __call__(self, input, target):
+        return self.forward(input, target)
+
+    def _check_input(self, x, min_ndim: int = 0):
+        name = type(self).__name__
+        if not hasattr(x, "dtype") or not hasattr(x, "shape"):
+            raise DTypeError(f"{name}: got input of type {type(x).__name__}, expected a "
+                             "floating-point array")
+        if not is_floating(x.dtype):
+            raise DTypeError(f"{name}: got input of dtype {x.dtype}, expected a floating-point "
+                             "array (logits/predictions); convert it, e.g. x.astype(np.float32)")
+        if x.ndim < min_ndim:
+            raise ShapeError(f"{name}: got a {x.ndim}-D input of shape {x.shape}, expected "
+                             "(N, C) or (N, C, d1, ...)")
+        if not np.isfinite(x).all():
+            raise NonFiniteError(f"{name}: non-finite input at {_first_bad(x)}; expected "
+                                 "finite numbers")
+        return x
+
+    def _saved(self):
+        if self._cache is None:
+            raise RuntimeError(f"{self.describe()}.backward: no cached forward pass; call the "
+                               "loss on (input, target) first")
+        return self._cache
+
+    def _upstream(self, grad, per_shape, dtype):
+        """The upstream gradient: a scalar, or (``"none"``) an array of the per-sample shape."""
+        g = np.asarray(grad, dtype=dtype)
+        if self.reduction != "none":
+            if g.size != 1:
+                raise ShapeError(f"{self.describe()}.backward: grad has shape {g.shape}, "
+                                 "expected a scalar")
+            return g.reshape(())
+        try:
+            return np.broadcast_to(g, per_shape)
+        except ValueError:
+            raise ShapeError(f"{self.describe()}.backward: grad has shape {g.shape}, expected "
+                             f"the per-sample loss shape {per_shape}") from None
+
+
+class CrossEntropyLoss(_Loss):
+    r"""Softmax cross-entropy on logits, as ``torch.nn.CrossEntropyLoss``.
+
+    With :math:`\log p_{ic} = z_{ic} - \max_k z_{ik} - \log\sum_k e^{z_{ik} - \max_k
+    z_{ik}}` (stable for logits of any size), each sample's loss is
+    :math:`\ell_i = -\sum_c a_{ic} \log p_{ic}` where, for smoothing :math:`\varepsilon`:
+
+    - class-index targets :math:`y_i`: :math:`a_{ic} = (1-\varepsilon) w_{y_i}[c = y_i] +
+      \varepsilon w_c / C` (samples with ``target == ignore_index`` get :math:`a_i = 0`);
+      ``"mean"`` divides by :math:`\sum_i w_{y_i}` over non-ignored samples (by their count
+      without ``weight``);
+    - class-probability targets :math:`t_{ic}`: :math:`a_{ic} = w_c((1-\varepsilon)t_{ic} +
+      \varepsilon/C)`; ``"mean"`` divides by the number of samples;
+
+    with :math:`w = 1` when ``weight`` is ``None``. The gradient is
+
+    .. math:: \partial \ell_i / \partial z_{ic} = p_{ic} \textstyle\sum_k a_{ik} - a_{ic},
+
+    which without weights is ``softmax(z) - onehot_smoothed``, and for ``"mean"`` the
+    familiar :math:`(\mathrm{softmax}(z) - \mathrm{onehot\_smoothed}) / N`.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum", "none"}, default "mean"
+    label_smoothing : float in [0, 1], default 0.0
+    weight : array of shape (C,), optional (keyword-only)
+        Per-class rescaling.
+    ignore_index : int, default -100 (keyword-only)
+        Class-index targets equal to it contribute neither loss nor gradient.
+
+    Inputs are logits of shape (N, C) or (N, C, d1, ...), floating point; targets are
+    integer class indices of shape (N,) / (N, d1, ...) or class probabilities of the
+    input's shape.
+    """
+
+    def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0, *,
+                 weight=None, ignore_index: int = -100):
+        super().__init__(reduction)
+        ls = label_smoothing
+        if isinstance(ls, bool) or not isinstance(ls, (int, float)) or not 0.0 <= ls <= 1.0:
+            raise ConfigError(f"CrossEntropyLoss: invalid label_smoothing={ls!r}; expected a "
+                              "number in [0, 1]")
+        self.label_smoothing = float(ls)
+        if weight is not None:
+            weight = np.asarray(weight)
+            if weight.ndim != 1 or not (is_floating(weight.dtype) or weight.dtype.kind in "iu"):
+                raise ShapeError(f"CrossEntropyLoss: weight must be a 1-D numeric array of "
+                                 f"shape (C,), got shape {weight.shape} and dtype {weight.dtype}")
+        self.weight = weight
+        self.ignore_index = int(ignore_index)
+
+    def describe(self) -> str:
+        return (f"CrossEntropyLoss(reduction={self.reduction!r}, "
+                f"label_smoothing={self.label_smoothing})")
+
+    __repr__ = describe
+
+    def forward(self, input, target):
+        """The loss; ``"none"`` gives the per-sample losses (shape of ``target`` indices)."""
+        x = self._check_input(input, min_ndim=2)
+        n, c = x.shape[:2]
+        per_shape = (n, *x.shape[2:])
+        ct = compute_dtype(x.dtype)
+        z = np.moveaxis(x, 1, -1).reshape(-1, c).astype(ct, copy=False)
+        m = z.shape[0]
+        w = None
+        if self.weight is not None:
+            if self.weight.shape != (c,):
+                raise ShapeError(f"CrossEntropyLoss: weight has shape {self.weight.shape}, "
+                                 f"expected ({c},) for {c} classes")
+            w = self.weight.astype(ct)
+        target = np.asarray(target)
+        eps = self.label_smoothing
+        if target.dtype.kind in "iu":
+            if target.shape != per_shape:
+                raise ShapeError(self._shape_msg(target.shape, per_shape, x.shape, "indices"))
+            y = target.reshape(-1).astype(np.int64)
+            valid = y != self.ignore_index
+            bad = valid & ((y < 0) | (y >= c))
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise DataError(
+                    f"CrossEntropyLoss: target value {y[i]} (at flat index {i}) is out of "
+                    f"range for {c} classes; expected 0 <= target < {c} or ignore_index="
+                    f"{self.ignore_index}")
+            yv = np.where(valid, y, 0)
+            rows = np.arange(m)
+            a = np.empty((m, c), dtype=ct)
+            a[...] = eps / c if w is None else (eps / c) * w
+            a[rows, yv] += (1 - eps) if w is None else (1 - eps) * w[yv]
+            a[~valid] = 0
+            denom = valid.sum() if w is None else w[yv][valid].sum()
+        elif is_floating(target.dtype):
+            if target.shape != x.shape:
+                raise ShapeError(self._shape_msg(target.shape, x.shape, x.shape,
+                                                 "probabilities"))
+            if not np.isfinite(target).all():
+                raise NonFiniteError(f"CrossEntropyLoss: non-finite target at "
+                                     f"{_first_bad(target)}; expected finite probabilities")
+            a = np.moveaxis(target, 1, -1).reshape(-1, c).astype(ct)
+            if eps:
+                a = a * (1 - eps) + eps / c
+            if w is not None:
+                a *= w
+            denom = m
+        else:
+            raise DTypeError(f"CrossEntropyLoss: got target of dtype {target.dtype}, expected "
+                             "integer class indices or floating class probabilities")
+        logp = log_softmax(z)
+        per = -np.sum(a * logp, axis=1)
+        self._cache = (np.exp(logp), a, denom, x.shape, x.dtype, per_shape)
+        if self.reduction == "none":
+            return per.reshape(per_shape).astype(x.dtype)
+        total = per.sum()
+        if self.reduction == "sum":
+            return float(total)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return float(np.divide(total, denom))  # all ignored: NaN, as in PyTorch
+
+    def _shape_msg(self, got, want, xshape, kind) -> str:
+        if len(got) >= 1 and got[0] != xshape[0]:
+            return (f"CrossEntropyLoss: input has N={xshape[0]} samples but target has "
+                    f"{got[0]} (target shape {got}, input shape {xshape})")
+        hint = ("; class indices need an integer dtype"
+                if kind == "probabilities" and got == (xshape[0], *xshape[2:]) else "")
+        return (f"CrossEntropyLoss: target of shape {got} does not fit input of shape {xshape}; "
+                f"expected class {kind} of shape {want}{hint}")
+
+    def backward(self, grad=1.0):
+        """d loss / d input: ``(p * sum_k a_k - a) * grad / denom``, input's shape and dtype."""
+        p, a, denom, xshape, dtype, per_shape = self._saved()
+        g = self._upstream(grad, per_shape, p.dtype)
+        dz = p * a.sum(axis=1, keepdims=True) - a
+        if self.reduction == "none":
+            dz *= g.reshape(-1, 1)
+        else:
+            scale = g / denom if self.reduction == "mean" else g
+            dz *= scale.astype(p.dtype)
+        c = xshape[1]
+        dx = np.moveaxis(dz.reshape(xshape[0], *xshape[2:], c), -1, 1)
+        return np.ascontiguousarray(dx, dtype=dtype)
+
+
+class MSELoss(_Loss):
+    r"""Mean squared error, as ``torch.nn.MSELoss``.
+
+    :math:`\ell_i = (x_i - y_i)^2` elementwise; ``"mean"`` averages over all elements,
+    ``"sum"`` adds them, ``"none"`` returns them. The gradient is
+    :math:`2 (x - y) / n` for ``"mean"`` (:math:`n` = number of elements), :math:`2 (x - y)`
+    otherwise, times the upstream ``grad``. Input and target must have the same shape (no
+    silent broadcasting, unlike PyTorch which only warns).
+    """
+
+    def forward(self, input, target):
+        """The loss; ``"none"`` gives the elementwise squared errors."""
+        x = self._check_input(input)
+        name = "MSELoss"
+        t = np.asarray(target)
+        if t.dtype.kind not in "iuf":
+            raise DTypeError(f"{name}: got target of dtype {t.dtype}, expected a real array")
+        if t.shape != x.shape:
+            raise ShapeError(f"{name}: target has shape {t.shape}, input has shape {x.shape}; "
+                             "expected equal shapes")
+        if t.dtype.kind == "f" and not np.isfinite(t).all():
+            raise NonFiniteError(f"{name}: non-finite target at {_first_bad(t)}; expected "
+                                 "finite numbers")
+        ct = compute_dtype(x.dtype)
+        diff = x.astype(ct, copy=False) - t.astype(ct, copy=False)
+        self._cache = (diff, x.dtype)
+        sq = diff * diff
+        if self.reduction == "none":
+            return sq.astype(x.dtype)
+        return float(sq.sum() if self.reduction == "sum" else sq.mean())
+
+    def backward(self, grad=1.0):
+        """d loss / d input: ``2 (input - target) * grad`` (divided by ``n`` for ``"mean"``)."""
+        diff, dtype = self._saved()
+        g = self._upstream(grad, diff.shape, diff.dtype)
+        scale = 2.0 / diff.size if self.reduction == "mean" and diff.size else 2.0
+        return (diff * (g * scale)).astype(dtype)
