@@ -2,6 +2,7 @@
 
 from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
 from .batchnorm import BatchNorm1d, BatchNorm2d
+from .conv import Conv1d, Conv2d
 from .layers import Dropout, Flatten, Identity
 from .linear import Linear
 from .losses import CrossEntropyLoss, MSELoss, log_softmax, softmax
@@ -15,8 +16,19 @@ from .module import (
     no_grad,
     set_detect_anomaly,
 )
+from .pool import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    MaxPool1d,
+    MaxPool2d,
+)
+from .residual import Residual, last_batchnorm, zero_init_residual_
 
 __all__ = [
+    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AvgPool1d", "AvgPool2d", "Conv1d", "Conv2d",
+    "MaxPool1d", "MaxPool2d", "Residual", "last_batchnorm", "zero_init_residual_",
     "CrossEntropyLoss", "MSELoss", "log_softmax", "softmax",
     "GELU", "BatchNorm1d", "BatchNorm2d", "Dropout", "Flatten", "Identity", "LeakyReLU",
     "Linear", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh",

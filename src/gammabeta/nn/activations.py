@@ -29,8 +29,7 @@ class ReLU(_Elementwise):
     """max(x, 0); derivative 1 where x > 0, else 0 (PyTorch's convention at 0)."""
 
     def _f(self, x):
-        mask = x > 0
-        return x * mask, mask
+        return namespace(x).maximum(x, 0), x > 0
 
     def _df(self, dy, mask):
         return dy * mask

@@ -1,0 +1,188 @@
+"""The ``gammabeta`` command line: a thin layer over :mod:`gammabeta.experiment` and friends."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import GammabetaError
+
+# The MNIST-1D paper's table (Greydanus 2020, arXiv:2011.14439, Table 1: test accuracy).
+PAPER_TABLE = {"logistic regression": 32.0, "MLP": 68.0, "CNN": 94.0, "GRU": 91.0}
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default="mnist1d",
+                   help="mnist1d, digits, mnist, fashion, or a .npz/.csv file (default mnist1d)")
+    g.add_argument("--data-dir", default=None, help="folder with MNIST/Fashion IDX files")
+    g.add_argument("--download", action="store_true",
+                   help="download MNIST/Fashion into the cache (MD5-checked)")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="mlp", help="mlp or resmlp (default mlp)")
+    g.add_argument("--hidden", default=None, help="hidden widths, e.g. 256,256 (recipe default)")
+    g.add_argument("--norm", default="batch", choices=["batch", "none"])
+    g.add_argument("--act", default="relu", help="relu, leaky_relu, tanh, sigmoid, gelu")
+    g.add_argument("--dropout", type=float, default=None)
+    g.add_argument("--weight-init", default="torch_default",
+                   help="any gammabeta.init name, e.g. kaiming_normal, xavier_uniform")
+    g.add_argument("--bias-init", default="torch_default")
+    g.add_argument("--gamma-init", default="ones",
+                   help="γ init: ones, zeros, uniform, slimming (0.5), dcgan, a number, "
+                        "or 'normal(mean=1, std=0.1)'")
+    g.add_argument("--beta-init", default="zeros", help="β init, as --gamma-init")
+    g = p.add_argument_group("optimization")
+    g.add_argument("--optimizer", default="adamw", choices=["adamw", "adam", "sgd"])
+    g.add_argument("--lr", type=float, default=None, help="(peak) learning rate")
+    g.add_argument("--weight-decay", type=float, default=0.05,
+                   help="on weights only: biases, γ and β are never decayed")
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    g.add_argument("--schedule", default="onecycle",
+                   choices=["onecycle", "cosine", "step", "constant"])
+    g.add_argument("--label-smoothing", type=float, default=0.0)
+    g.add_argument("--batch-size", type=int, default=100)
+    g.add_argument("--epochs", type=int, default=None)
+    g.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output folder (default runs/DATA-MODEL-seedN)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _config_from_args(a):
+    from .experiment import TrainConfig
+
+    return TrainConfig(data=a.data, data_dir=a.data_dir, download=a.download, model=a.model,
+                       hidden=a.hidden, norm=a.norm, act=a.act, dropout=a.dropout,
+                       weight_init=a.weight_init, bias_init=a.bias_init,
+                       gamma_init=a.gamma_init, beta_init=a.beta_init, optimizer=a.optimizer,
+                       lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay,
+                       schedule=a.schedule, label_smoothing=a.label_smoothing,
+                       batch_size=a.batch_size, epochs=a.epochs, seed=a.seed)
+
+
+class _Progress:
+    """A tqdm bar over the epochs of a run, with the last epoch's loss and accuracy."""
+
+    def __init__(self, total_epochs: int, desc: str, enabled: bool):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_epochs, desc=desc, unit="epoch", file=sys.stderr,
+                            dynamic_ncols=True)
+
+    def on_epoch(self, rec):
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        post = {"loss": f"{rec['train_loss']:.3f}"}
+        if "val_accuracy" in rec:
+            post["test_acc"] = f"{100 * rec['val_accuracy']:.1f}%"
+        self.bar.set_postfix(post)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def train_and_save(cfg, out: Path, quiet: bool = False):
+    """Run one training and write metrics.json, model.safetensors and curves.png into ``out``."""
+    from .experiment import run
+    from .io import atomic_write_text, save_checkpoint
+    from .plots import plot_curves
+
+    resolved = cfg.resolved()
+    prog = _Progress(resolved.epochs, f"{cfg.data}/{cfg.model} seed {cfg.seed}", not quiet)
+    try:
+        result = run(cfg, on_epoch=prog.on_epoch)
+    finally:
+        prog.close()
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = result.metrics()
+    meta = {"format": "gammabeta-checkpoint-1", "gammabeta_version": __version__,
+            "config": json.dumps(result.config.to_dict()),
+            "input_shape": json.dumps(list(result.input_shape)),
+            "num_classes": str(result.num_classes)}
+    save_checkpoint(out / "model.safetensors", result.model.state_dict(), meta)
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    plot_curves(metrics["history"], out / "curves.png",
+                title=f"{cfg.data} / {cfg.model}: test accuracy {100 * result.test_accuracy:.2f}%")
+    return result
+
+
+def _summary(result, out: Path) -> str:
+    h = result.history
+    rows = [("data", result.config.data), ("model", result.config.model),
+            ("parameters", f"{result.model.num_parameters():,}"),
+            ("epochs", str(len(h))), ("final train loss", f"{h.records[-1]['train_loss']:.4f}"),
+            ("test loss", f"{result.test_loss:.4f}"),
+            ("test accuracy", f"{100 * result.test_accuracy:.2f}%"),
+            ("time", f"{result.seconds:.1f} s"), ("outputs", str(out))]
+    if result.dataset_note:
+        rows.insert(1, ("note", result.dataset_note))
+    w = max(len(k) for k, _ in rows)
+    v = max(len(val) for _, val in rows)
+    line = "+" + "-" * (w + 2) + "+" + "-" * (v + 2) + "+"
+    body = [f"| {k:<{w}} | {val:<{v}} |" for k, val in rows]
+    return "\n".join([line, *body, line])
+
+
+def cmd_train(a) -> int:
+    cfg = _config_from_args(a)
+    out = Path(a.out or f"runs/{Path(str(cfg.data)).stem}-{cfg.model}-seed{cfg.seed}")
+    result = train_and_save(cfg, out, a.quiet)
+    print(_summary(result, out))
+    return 0
+
+
+def cmd_demo(a) -> int:
+    from .experiment import TrainConfig
+
+    seeds = [0, 1, 2]
+    print("gammabeta demo: the default BatchNorm MLP on MNIST-1D (4000 train / 1000 test), "
+          f"seeds {seeds}\n")
+    accs = []
+    for s in seeds:
+        r = train_and_save(TrainConfig(seed=s), Path(a.out) / f"mlp-seed{s}", a.quiet)
+        accs.append(100 * r.test_accuracy)
+        print(f"  seed {s}: test accuracy {accs[-1]:.1f}%  ({r.seconds:.1f} s)")
+    mean = sum(accs) / len(accs)
+    print("\nMNIST-1D test accuracy     paper (Greydanus 2020)   gammabeta")
+    print(f"  MLP                          {PAPER_TABLE['MLP']:5.1f}%            "
+          f"{mean:5.1f}%  (BN MLP 256-256, mean of {len(seeds)} seeds)")
+    print(f"  CNN                          {PAPER_TABLE['CNN']:5.1f}%")
+    print(f"\nruns written to {a.out}/ (metrics.json, model.safetensors, curves.png)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gammabeta", description=__doc__)
+    p.add_argument("--version", action="version", version=f"gammabeta {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a network and write metrics, checkpoint, curves")
+    _add_train_options(t)
+    t.set_defaults(func=cmd_train)
+    d = sub.add_parser("demo", help="train the default BN MLP on MNIST-1D (3 seeds), "
+                                    "compare with the paper")
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except GammabetaError as e:
+        print(f"gammabeta: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gammabeta: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

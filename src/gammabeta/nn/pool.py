@@ -1,0 +1,251 @@
+"""Max, average and adaptive average pooling over the last 1 or 2 axes, PyTorch's semantics.
+
+Inputs are ``(N, C, L)`` / ``(C, L)`` for the 1-D layers and ``(N, C, H, W)`` / ``(C, H, W)`` for
+the 2-D ones; everything runs on a ``(B, H, W)`` view (1-D: H = 1). Max and average pooling loop
+over the kh·kw kernel offsets, each a strided slab of the whole output (vectorized, no per-pixel
+loop); max pooling keeps the offset of the first maximum (PyTorch's tie rule, NaN wins) and
+routes the gradient there. Output size ``⌊(L + 2p − k) / s⌋ + 1`` (``ceil_mode=False``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import namespace
+from ..errors import ConfigError, ShapeError
+from .conv import _ntuple
+from .module import Module, check_float_input, is_grad_enabled
+
+__all__ = ["MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d",
+           "AdaptiveAvgPool2d"]
+
+_LAYOUT = {1: "3-D (N, C, L) or 2-D (C, L)", 2: "4-D (N, C, H, W) or 3-D (C, H, W)"}
+
+
+def _as3d(layer: Module, x, nd: int):
+    """Check ``x`` and return it as ``(B, H, W)`` (H = 1 for 1-D layers)."""
+    check_float_input(layer, x)
+    if x.ndim not in (nd + 1, nd + 2):
+        raise ShapeError(f"{layer.describe()}: got a {x.ndim}-D input of shape {x.shape}, "
+                         f"expected {_LAYOUT[nd]}")
+    if nd == 1:
+        return x.reshape(-1, 1, x.shape[-1])
+    return x.reshape(-1, x.shape[-2], x.shape[-1])
+
+
+def _slab(a, i: int, j: int, s: tuple[int, int], out: tuple[int, int]):
+    """The strided view ``a[:, i + s_h·r, j + s_w·c]`` for r < out_h, c < out_w."""
+    return a[:, i:i + s[0] * (out[0] - 1) + 1:s[0], j:j + s[1] * (out[1] - 1) + 1:s[1]]
+
+
+class _Pool(Module):
+    """Shared geometry and checks of the windowed (max/average) pooling layers."""
+
+    _nd = 0
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        name, nd = type(self).__name__, self._nd
+        self.kernel_size = _ntuple(kernel_size, nd, "kernel_size", name, 1)
+        self.stride = self.kernel_size if stride is None else \
+            _ntuple(stride, nd, "stride", name, 1)
+        self.padding = _ntuple(padding, nd, "padding", name, 0)
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size, strict=True)):
+            raise ConfigError(f"{name}: padding={self.padding} with kernel_size="
+                              f"{self.kernel_size}; expected padding at most half the kernel")
+        self._cache = None
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+    def _geom2d(self):
+        k, s, p = self.kernel_size, self.stride, self.padding
+        return ((1, *k), (1, *s), (0, *p)) if self._nd == 1 else (k, s, p)
+
+    def _prepare(self, x, fill: float):
+        """``(B, Hp, Wp)`` padded input (pad value ``fill``), output size and geometry."""
+        x3 = _as3d(self, x, self._nd)
+        k, s, p = self._geom2d()
+        h, w = x3.shape[1:]
+        if h + 2 * p[0] < k[0] or w + 2 * p[1] < k[1]:
+            size = tuple(x.shape[-self._nd:])
+            raise ShapeError(f"{self.describe()}: input spatial size {size} is smaller than the "
+                             f"kernel {self.kernel_size}; expected at least the kernel size "
+                             "after padding")
+        out = ((h + 2 * p[0] - k[0]) // s[0] + 1, (w + 2 * p[1] - k[1]) // s[1] + 1)
+        if p[0] or p[1]:
+            xp = namespace(x)
+            x3 = xp.pad(x3, ((0, 0), (p[0], p[0]), (p[1], p[1])), constant_values=fill)
+        return x3, (h, w), out
+
+    def _output(self, x, y3):
+        lead = x.shape[:-self._nd]
+        return y3.reshape(lead + (y3.shape[-1],) if self._nd == 1 else lead + y3.shape[-2:])
+
+    def _check_dy(self, dy, shape):
+        if tuple(dy.shape) != tuple(shape):
+            raise ShapeError(f"{self.describe()}.backward: got dy of shape {dy.shape}, "
+                             f"expected {tuple(shape)}")
+
+    def _scatter(self, part, b: int, x_shape, hw, out, dtype, xp):
+        """Sum ``part(o)`` (``(B, *out)``, one per kernel offset) back into the padded input."""
+        k, s, p = self._geom2d()
+        dxp = xp.zeros((b, hw[0] + 2 * p[0], hw[1] + 2 * p[1]), dtype=dtype)
+        for o in range(k[0] * k[1]):
+            _slab(dxp, *divmod(o, k[1]), s, out)[...] += part(o)
+        return dxp[:, p[0]:p[0] + hw[0], p[1]:p[1] + hw[1]].reshape(x_shape)
+
+
+class _MaxPool(_Pool):
+    def forward(self, x):
+        xp = namespace(x)
+        xpad, hw, out = self._prepare(x, -np.inf)
+        k, s, _ = self._geom2d()
+        y = _slab(xpad, 0, 0, s, out).copy()
+        arg = xp.zeros(y.shape, dtype=np.int32)
+        for o in range(1, k[0] * k[1]):
+            v = _slab(xpad, *divmod(o, k[1]), s, out)
+            better = (v > y) | xp.isnan(v)  # strict: ties keep the first maximum
+            y = xp.where(better, v, y)
+            arg[better] = o
+        self._cache = (arg, x.shape, hw, out) if is_grad_enabled() else None
+        return self._output(x, y)
+
+    def backward(self, dy):
+        arg, x_shape, hw, out = self._saved()
+        xp = namespace(dy)
+        self._check_dy(dy, x_shape[:-self._nd] + out[2 - self._nd:])
+        dy3 = dy.reshape(arg.shape)
+        zero = dy.dtype.type(0)
+        return self._scatter(lambda o: xp.where(arg == o, dy3, zero), arg.shape[0], x_shape,
+                             hw, out, dy.dtype, xp)
+
+
+class _AvgPool(_Pool):
+    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad: bool = True):
+        super().__init__(kernel_size, stride, padding)
+        self.count_include_pad = bool(count_include_pad)
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        return s if self.count_include_pad else s + ", count_include_pad=False"
+
+    def _divisor(self, hw, out, dtype, xp):
+        k, s, p = self._geom2d()
+        if self.count_include_pad or not any(p):
+            return dtype.type(k[0] * k[1])
+        ones = xp.pad(xp.ones((1, *hw), dtype=dtype), ((0, 0), (p[0], p[0]), (p[1], p[1])))
+        return sum(_slab(ones, i, j, s, out) for i in range(k[0]) for j in range(k[1]))[0]
+
+    def forward(self, x):
+        xp = namespace(x)
+        xpad, hw, out = self._prepare(x, 0.0)
+        k, s, _ = self._geom2d()
+        y = _slab(xpad, 0, 0, s, out).copy()
+        for o in range(1, k[0] * k[1]):
+            y += _slab(xpad, *divmod(o, k[1]), s, out)
+        div = self._divisor(hw, out, x.dtype, xp)
+        y /= div
+        self._cache = (div, x.shape, hw, out) if is_grad_enabled() else None
+        return self._output(x, y)
+
+    def backward(self, dy):
+        div, x_shape, hw, out = self._saved()
+        xp = namespace(dy)
+        self._check_dy(dy, x_shape[:-self._nd] + out[2 - self._nd:])
+        g = dy.reshape((-1, *out)) / div
+        return self._scatter(lambda o: g, g.shape[0], x_shape, hw, out, g.dtype, xp)
+
+
+def _adaptive_matrix(n_in: int, n_out: int, dtype, xp):
+    """``A`` of shape ``(n_out, n_in)``: row i averages x[⌊i·n_in/n_out⌋ : ⌈(i+1)·n_in/n_out⌉]."""
+    a = xp.zeros((n_out, n_in), dtype=dtype)
+    for i in range(n_out):
+        lo, hi = (i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)
+        a[i, lo:hi] = 1.0 / (hi - lo)
+    return a
+
+
+class _AdaptiveAvgPool(Module):
+    """``y = A_h · x · A_wᵀ`` with PyTorch's adaptive windows; backward ``A_hᵀ · dy · A_w``."""
+
+    _nd = 0
+
+    def __init__(self, output_size):
+        super().__init__()
+        name, nd = type(self).__name__, self._nd
+        vals = (output_size,) * nd if output_size is None or isinstance(
+            output_size, (int, np.integer)) else tuple(output_size)
+        if len(vals) != nd or any(v is not None and (not isinstance(v, (int, np.integer))
+                                                     or v < 1) for v in vals):
+            raise ConfigError(f"{name}: output_size={output_size!r}; expected an int >= 1 "
+                              f"(or None to keep the input size) or {nd} of them")
+        self.output_size = tuple(None if v is None else int(v) for v in vals)
+        self._cache = None
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size if self._nd > 1 else self.output_size[0]}"
+
+    def forward(self, x):
+        xp = namespace(x)
+        x3 = _as3d(self, x, self._nd)
+        h, w = x3.shape[1:]
+        oh, ow = (1, *self.output_size) if self._nd == 1 else self.output_size
+        oh, ow = oh or h, ow or w
+        ah = _adaptive_matrix(h, oh, x.dtype, xp)
+        aw = _adaptive_matrix(w, ow, x.dtype, xp)
+        y = xp.matmul(ah, xp.matmul(x3, aw.T))
+        self._cache = (ah, aw, x.shape) if is_grad_enabled() else None
+        lead = x.shape[:-self._nd]
+        return y.reshape(lead + ((ow,) if self._nd == 1 else (oh, ow)))
+
+    def backward(self, dy):
+        ah, aw, x_shape = self._saved()
+        xp = namespace(dy)
+        out = (aw.shape[0],) if self._nd == 1 else (ah.shape[0], aw.shape[0])
+        want = x_shape[:-self._nd] + out
+        if tuple(dy.shape) != want:
+            raise ShapeError(f"{self.describe()}.backward: got dy of shape {dy.shape}, "
+                             f"expected {want}")
+        dy3 = dy.reshape(-1, ah.shape[0], aw.shape[0]).astype(ah.dtype, copy=False)
+        return xp.matmul(ah.T, xp.matmul(dy3, aw)).reshape(x_shape)
+
+
+class MaxPool1d(_MaxPool):
+    """Max over windows of ``kernel_size`` along L; ``stride`` defaults to ``kernel_size``.
+
+    ``padding`` (at most half the kernel) pads with −∞; the gradient goes to the first maximum.
+    """
+
+    _nd = 1
+
+
+class MaxPool2d(_MaxPool):
+    """Max over ``kernel_size`` windows of (H, W); ints or pairs; see :class:`MaxPool1d`."""
+
+    _nd = 2
+
+
+class AvgPool1d(_AvgPool):
+    """Mean over windows along L; zero padding counts in the mean unless ``count_include_pad``
+    is False (then the divisor is the number of real elements in the window)."""
+
+    _nd = 1
+
+
+class AvgPool2d(_AvgPool):
+    """Mean over ``kernel_size`` windows of (H, W); see :class:`AvgPool1d`."""
+
+    _nd = 2
+
+
+class AdaptiveAvgPool1d(_AdaptiveAvgPool):
+    """Average to a fixed length ``output_size`` (1: global average pooling)."""
+
+    _nd = 1
+
+
+class AdaptiveAvgPool2d(_AdaptiveAvgPool):
+    """Average to a fixed ``output_size`` (int, pair, None keeps that axis; 1: global pooling)."""
+
+    _nd = 2
