@@ -97,7 +97,9 @@ def test_config_refuses_unknown_keys_and_resolves_recipe():
     with pytest.raises(ConfigError, match=r"unknown training option\(s\) \['learning_rate'\]"):
         TrainConfig.from_dict({"learning_rate": 0.1})
     cfg = TrainConfig().resolved()
-    assert cfg.hidden == "256,256" and cfg.epochs == 60 and cfg.dropout == 0.2
+    assert cfg.hidden == "256,256" and cfg.epochs == 100 and cfg.dropout == 0.2
+    img = TrainConfig(model="cnn", epochs=3).resolved(input_rank=3)
+    assert img.epochs == 3 and img.model_options == {"layers": 4, "pool_every": 1}
 
 
 @pytest.fixture

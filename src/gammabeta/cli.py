@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import GammabetaError
+from .errors import ConfigError, GammabetaError
 
 # The MNIST-1D paper's table (Greydanus 2020, arXiv:2011.14439, Table 1: test accuracy).
 PAPER_TABLE = {"logistic regression": 32.0, "MLP": 68.0, "CNN": 94.0, "GRU": 91.0}
@@ -22,7 +22,12 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--download", action="store_true",
                    help="download MNIST/Fashion into the cache (MD5-checked)")
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="mlp", help="mlp or resmlp (default mlp)")
+    g.add_argument("--model", default="mlp",
+                   help="mlp, resmlp, cnn, papercnn or resnet (default mlp)")
+    g.add_argument("--channels", type=int, default=None, help="conv channels (cnn, resnet)")
+    g.add_argument("--layers", type=int, default=None, help="conv layers (cnn)")
+    g.add_argument("--zero-init-residual", action="store_true",
+                   help="resnet: γ = 0 in the last BN of every residual block")
     g.add_argument("--hidden", default=None, help="hidden widths, e.g. 256,256 (recipe default)")
     g.add_argument("--norm", default="batch", choices=["batch", "none"])
     g.add_argument("--act", default="relu", help="relu, leaky_relu, tanh, sigmoid, gelu")
@@ -59,18 +64,34 @@ def _config_from_args(a):
                        gamma_init=a.gamma_init, beta_init=a.beta_init, optimizer=a.optimizer,
                        lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay,
                        schedule=a.schedule, label_smoothing=a.label_smoothing,
-                       batch_size=a.batch_size, epochs=a.epochs, seed=a.seed)
+                       batch_size=a.batch_size, epochs=a.epochs, seed=a.seed,
+                       model_options=_model_options(a))
+
+
+def _model_options(a) -> dict:
+    opts = {}
+    if a.channels is not None:
+        opts["channels"] = a.channels
+    if a.layers is not None:
+        opts["layers"] = a.layers
+    if a.zero_init_residual:
+        if a.model != "resnet":
+            raise ConfigError(f"--zero-init-residual applies to --model resnet, not {a.model}")
+        opts["zero_init_residual"] = True
+    return opts
 
 
 class _Progress:
     """A tqdm bar over the epochs of a run, with the last epoch's loss and accuracy."""
 
-    def __init__(self, total_epochs: int, desc: str, enabled: bool):
-        self.bar = None
-        if enabled:
+    def __init__(self, desc: str, enabled: bool):
+        self.desc, self.enabled, self.bar = desc, enabled, None
+
+    def on_start(self, cfg, dataset):
+        if self.enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_epochs, desc=desc, unit="epoch", file=sys.stderr,
+            self.bar = tqdm(total=cfg.epochs, desc=self.desc, unit="epoch", file=sys.stderr,
                             dynamic_ncols=True)
 
     def on_epoch(self, rec):
@@ -93,10 +114,9 @@ def train_and_save(cfg, out: Path, quiet: bool = False):
     from .io import atomic_write_text, save_checkpoint
     from .plots import plot_curves
 
-    resolved = cfg.resolved()
-    prog = _Progress(resolved.epochs, f"{cfg.data}/{cfg.model} seed {cfg.seed}", not quiet)
+    prog = _Progress(f"{Path(str(cfg.data)).name}/{cfg.model} seed {cfg.seed}", not quiet)
     try:
-        result = run(cfg, on_epoch=prog.on_epoch)
+        result = run(cfg, on_epoch=prog.on_epoch, on_start=prog.on_start)
     finally:
         prog.close()
     out.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
 from .batchnorm import BatchNorm1d, BatchNorm2d
 from .conv import Conv1d, Conv2d
-from .layers import Dropout, Flatten, Identity
+from .layers import Dropout, Flatten, Identity, Unflatten
 from .linear import Linear
 from .losses import CrossEntropyLoss, MSELoss, log_softmax, softmax
 from .module import (
@@ -31,6 +31,6 @@ __all__ = [
     "MaxPool1d", "MaxPool2d", "Residual", "last_batchnorm", "zero_init_residual_",
     "CrossEntropyLoss", "MSELoss", "log_softmax", "softmax",
     "GELU", "BatchNorm1d", "BatchNorm2d", "Dropout", "Flatten", "Identity", "LeakyReLU",
-    "Linear", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh",
+    "Linear", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "Unflatten",
     "detect_anomaly", "is_anomaly_enabled", "is_grad_enabled", "no_grad", "set_detect_anomaly",
 ]

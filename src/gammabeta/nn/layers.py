@@ -78,3 +78,26 @@ class Identity(Module):
 
     def backward(self, dy):
         return dy
+
+
+class Unflatten(Module):
+    """Split dimension ``dim`` into ``unflattened_size`` (e.g. (N, 40) → (N, 1, 40))."""
+
+    def __init__(self, dim: int, unflattened_size):
+        super().__init__()
+        self.dim, self.unflattened_size = int(dim), tuple(int(s) for s in unflattened_size)
+        self._cache = None
+
+    def extra_repr(self):
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+    def forward(self, x):
+        d = self.dim % x.ndim if x.ndim else 0
+        if x.ndim == 0 or x.shape[d] != int(np.prod(self.unflattened_size)):
+            raise ShapeError(f"{self.describe()}: got input of shape {x.shape}, expected "
+                             f"{int(np.prod(self.unflattened_size))} entries on axis {self.dim}")
+        self._cache = x.shape
+        return x.reshape(x.shape[:d] + self.unflattened_size + x.shape[d + 1:])
+
+    def backward(self, dy):
+        return dy.reshape(self._saved())

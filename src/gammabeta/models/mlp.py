@@ -1,56 +1,12 @@
-"""Model builders for the CLI and the studies: each returns a plain ``nn.Sequential``.
-
-Every builder takes ``(input_shape, num_classes, rng, **options)`` and its options are JSON
-values, so a model is rebuilt from the config saved beside its checkpoint.
-"""
+"""Multilayer perceptrons: ``mlp`` and the MNIST-1D paper's residual ``resmlp``, with BN."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
-import numpy as np
-
-from . import nn
-from .errors import ConfigError
-
-__all__ = ["BUILDERS", "build_model", "register_model", "mlp", "resmlp", "activation"]
-
-BUILDERS: dict[str, Callable] = {}
-
-
-def register_model(name: str):
-    """Decorator adding a builder to :data:`BUILDERS`."""
-
-    def deco(fn):
-        BUILDERS[name] = fn
-        return fn
-
-    return deco
-
-
-def build_model(name: str, input_shape, num_classes: int, rng=None, **options) -> nn.Module:
-    """Build the registered model ``name``; unknown names list the valid ones."""
-    if name not in BUILDERS:
-        raise ConfigError(f"unknown model {name!r}; expected one of {', '.join(sorted(BUILDERS))}")
-    rng = np.random.default_rng() if rng is None else rng
-    return BUILDERS[name](tuple(input_shape), int(num_classes), rng, **options)
-
-
-_ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh,
-                "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
-
-
-def activation(name: str) -> nn.Module:
-    """A fresh activation layer by name (relu, leaky_relu, tanh, sigmoid, gelu)."""
-    if name not in _ACTIVATIONS:
-        raise ConfigError(f"unknown activation {name!r}; expected one of {', '.join(_ACTIVATIONS)}")
-    return _ACTIVATIONS[name]()
-
-
-def _check_norm(norm: str) -> None:
-    if norm not in ("batch", "none"):
-        raise ConfigError(f"unknown norm {norm!r}; expected 'batch' or 'none'")
+from .. import nn
+from ..errors import ConfigError
+from . import activation, check_norm, register_model
 
 
 def _hidden(hidden) -> tuple[int, ...]:
@@ -83,7 +39,7 @@ def mlp(input_shape, num_classes, rng, hidden=(256, 256), norm="batch", act="rel
         dropout=0.2, weight_init="torch_default", bias_init="torch_default",
         gamma_init="ones", beta_init="zeros") -> nn.Sequential:
     """[Flatten] → (Linear → BN → act → Dropout) per hidden width → Linear to the classes."""
-    _check_norm(norm)
+    check_norm(norm)
     hidden = _hidden(hidden)
     layers: list[nn.Module] = [nn.Flatten()] if len(input_shape) > 1 else []
     n_in = math.prod(input_shape)
@@ -105,9 +61,7 @@ def resmlp(input_shape, num_classes, rng, hidden=(256, 256), norm="batch", act="
     ``h = act(BN(L1 x)); h = h + act(BN(L2 h)) (once per further width); out = L3 h``;
     all hidden widths must be equal (the residual additions need it).
     """
-    from .nn.residual import Residual
-
-    _check_norm(norm)
+    check_norm(norm)
     hidden = _hidden(hidden)
     if len(set(hidden)) != 1:
         raise ConfigError(f"resmlp: hidden={hidden}; residual blocks need equal widths")
@@ -118,7 +72,7 @@ def resmlp(input_shape, num_classes, rng, hidden=(256, 256), norm="batch", act="
     for _ in hidden[1:]:
         block = _dense_block(w, w, rng, norm, act, 0.0, weight_init, bias_init, gamma_init,
                              beta_init)
-        layers.append(Residual(nn.Sequential(*block)))
+        layers.append(nn.Residual(nn.Sequential(*block)))
     if dropout:
         layers.append(nn.Dropout(dropout, rng=rng))
     layers.append(nn.Linear(w, num_classes, rng=rng, weight_init=weight_init,
