@@ -186,3 +186,15 @@ def test_no_grad_keeps_no_cache():
         lin(np.ones((2, 4), dtype=np.float32))
     with pytest.raises(RuntimeError, match="no cached forward pass"):
         lin.backward(np.ones((2, 3), dtype=np.float32))
+
+
+def test_forward_hooks_see_input_and_output_and_can_be_removed():
+    model = nn.Sequential(nn.Linear(3, 2, rng=np.random.default_rng(0)), nn.ReLU())
+    seen = []
+    handle = model[1].register_forward_hook(lambda m, x, y: seen.append((m, x.shape, y.min())))
+    model(np.ones((4, 3), dtype=np.float32))
+    assert len(seen) == 1 and seen[0][0] is model[1] and seen[0][1] == (4, 2)
+    assert seen[0][2] >= 0
+    handle.remove()
+    model(np.ones((4, 3), dtype=np.float32))
+    assert len(seen) == 1

@@ -11,7 +11,6 @@ from gammabeta.models import BUILDERS, build_model
 
 from ._torch import require_torch
 
-
 CASES = [(n, s) for n in sorted(BUILDERS) for s in [(40,), (1, 28, 28)]
          if not (n == "papercnn" and len(s) == 3)]  # papercnn is the paper's 1-D network
 

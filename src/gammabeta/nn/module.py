@@ -114,6 +114,7 @@ class Module:
         object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
 
     # ----- registration -------------------------------------------------------------------
     def __setattr__(self, name, value):
@@ -326,7 +327,17 @@ class Module:
         y = self.forward(x)
         if _ANOMALY:
             _check_finite(self, y, "output")
+        for hook in tuple(self._forward_hooks.values()):
+            hook(self, x, y)
         return y
+
+    def register_forward_hook(self, hook) -> _HookHandle:
+        """Call ``hook(module, input, output)`` after every forward; ``.remove()`` undoes it."""
+        key = id(hook), len(self._forward_hooks)
+        while key in self._forward_hooks:
+            key = key[0], key[1] + 1
+        self._forward_hooks[key] = hook
+        return _HookHandle(self._forward_hooks, key)
 
     def describe(self) -> str:
         """Short name used in error messages, e.g. ``BatchNorm1d(64)``."""
@@ -354,6 +365,16 @@ class Module:
                 "no_grad()) before backward"
             )
         return cache
+
+
+class _HookHandle:
+    """Returned by :meth:`Module.register_forward_hook`; ``remove()`` unregisters the hook."""
+
+    def __init__(self, hooks: OrderedDict, key):
+        self._hooks, self._key = hooks, key
+
+    def remove(self) -> None:
+        self._hooks.pop(self._key, None)
 
 
 def _check_finite(layer: Module, a, what: str) -> None:
