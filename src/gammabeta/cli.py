@@ -88,6 +88,8 @@ class _Progress:
         self.desc, self.enabled, self.bar = desc, enabled, None
 
     def on_start(self, cfg, dataset):
+        if dataset.note:
+            print(f"note: {dataset.note}", file=sys.stderr)
         if self.enabled:
             from tqdm import tqdm
 
