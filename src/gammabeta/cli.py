@@ -51,6 +51,16 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=100)
     g.add_argument("--epochs", type=int, default=None)
     g.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("robustness")
+    g.add_argument("--on-nonfinite", default="raise", choices=["raise", "skip-step"],
+                   help="at a NaN/inf loss, activation or gradient: stop (naming the step and "
+                        "layer) or skip that step")
+    g.add_argument("--clip-grad-norm", type=float, default=None, help="clip the global "
+                   "gradient norm to this value")
+    g.add_argument("--checkpoint-every", type=int, default=None,
+                   help="also save the training state every N steps (always: every epoch)")
+    g.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the run whose output folder is DIR (other options ignored)")
     p.add_argument("--out", default=None, help="output folder (default runs/DATA-MODEL-seedN)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -65,6 +75,7 @@ def _config_from_args(a):
                        lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay,
                        schedule=a.schedule, label_smoothing=a.label_smoothing,
                        batch_size=a.batch_size, epochs=a.epochs, seed=a.seed,
+                       on_nonfinite=a.on_nonfinite, clip_grad_norm=a.clip_grad_norm,
                        model_options=_model_options(a))
 
 
@@ -84,8 +95,8 @@ def _model_options(a) -> dict:
 class _Progress:
     """A tqdm bar over the epochs of a run, with the last epoch's loss and accuracy."""
 
-    def __init__(self, desc: str, enabled: bool):
-        self.desc, self.enabled, self.bar = desc, enabled, None
+    def __init__(self, desc: str, enabled: bool, initial: int = 0):
+        self.desc, self.enabled, self.bar, self.initial = desc, enabled, None, initial
 
     def on_start(self, cfg, dataset):
         if dataset.note:
@@ -94,7 +105,7 @@ class _Progress:
             from tqdm import tqdm
 
             self.bar = tqdm(total=cfg.epochs, desc=self.desc, unit="epoch", file=sys.stderr,
-                            dynamic_ncols=True)
+                            dynamic_ncols=True, initial=self.initial)
 
     def on_epoch(self, rec):
         if self.bar is None:
@@ -110,18 +121,62 @@ class _Progress:
             self.bar.close()
 
 
-def train_and_save(cfg, out: Path, quiet: bool = False):
-    """Run one training and write metrics.json, model.safetensors and curves.png into ``out``."""
+STATE_FILE = "train_state.safetensors"
+
+
+class _StopOnSigint:
+    """First Ctrl-C asks the loop to stop after the current step (and checkpoint); a second
+    one interrupts at once (atomic writes keep every file whole either way)."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self):
+        import signal
+
+        def handler(signum, frame):
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+            print("\ngammabeta: stopping after this step (Ctrl-C again to abort)",
+                  file=sys.stderr)
+
+        try:
+            self.previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread: leave SIGINT alone
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+def train_and_save(cfg, out: Path, quiet: bool = False, resume: bool = False,
+                   checkpoint_every: int | None = None, initial_epoch: int = 0):
+    """Run one training and write metrics.json, model.safetensors and curves.png into ``out``.
+
+    The full training state goes to ``out/train_state.safetensors`` after every epoch (and
+    every ``checkpoint_every`` steps), so ``gammabeta train --resume out`` can continue.
+    """
     from .experiment import run
     from .io import atomic_write_text, save_checkpoint
     from .plots import plot_curves
 
-    prog = _Progress(f"{Path(str(cfg.data)).name}/{cfg.model} seed {cfg.seed}", not quiet)
+    out.mkdir(parents=True, exist_ok=True)
+    prog = _Progress(f"{Path(str(cfg.data)).name}/{cfg.model} seed {cfg.seed}", not quiet,
+                     initial_epoch)
     try:
-        result = run(cfg, on_epoch=prog.on_epoch, on_start=prog.on_start)
+        with _StopOnSigint() as stop:
+            result = run(cfg, on_epoch=prog.on_epoch, on_start=prog.on_start,
+                         state_path=out / STATE_FILE, resume=resume,
+                         checkpoint_every=checkpoint_every, should_stop=lambda: stop.requested)
     finally:
         prog.close()
-    out.mkdir(parents=True, exist_ok=True)
     metrics = result.metrics()
     meta = {"format": "gammabeta-checkpoint-1", "gammabeta_version": __version__,
             "config": json.dumps(result.config.to_dict()),
@@ -152,11 +207,42 @@ def _summary(result, out: Path) -> str:
 
 
 def cmd_train(a) -> int:
-    cfg = _config_from_args(a)
-    out = Path(a.out or f"runs/{Path(str(cfg.data)).stem}-{cfg.model}-seed{cfg.seed}")
-    result = train_and_save(cfg, out, a.quiet)
+    from .errors import TrainingInterrupted
+
+    initial = 0
+    if a.resume:
+        cfg, initial = _resume_config(Path(a.resume))
+        out = Path(a.resume)
+    else:
+        cfg = _config_from_args(a)
+        out = Path(a.out or f"runs/{Path(str(cfg.data)).stem}-{cfg.model}-seed{cfg.seed}")
+    try:
+        result = train_and_save(cfg, out, a.quiet, resume=bool(a.resume),
+                                checkpoint_every=a.checkpoint_every, initial_epoch=initial)
+    except TrainingInterrupted as e:
+        print(f"gammabeta: {e}; training state saved in {out / STATE_FILE}\n"
+              f"resume with: gammabeta train --resume {out}", file=sys.stderr)
+        return 130
     print(_summary(result, out))
     return 0
+
+
+def _resume_config(folder: Path):
+    """The config and finished-epoch count stored in ``folder``'s training state."""
+    from .experiment import TrainConfig
+    from .io import load_checkpoint
+
+    path = folder / STATE_FILE
+    if not path.exists():
+        raise ConfigError(f"--resume {folder}: no {STATE_FILE} there; expected the output "
+                          "folder of an earlier gammabeta train run")
+    _, meta = load_checkpoint(path)
+    try:
+        cfg = TrainConfig.from_dict(json.loads(meta["config"]))
+        done = int(json.loads(meta["loop"])["epoch"]) - 1
+    except (KeyError, ValueError, TypeError) as e:
+        raise ConfigError(f"{path}: damaged training state ({e})") from None
+    return cfg, done
 
 
 def cmd_demo(a) -> int:
@@ -182,7 +268,9 @@ def cmd_demo(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gammabeta", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="gammabeta", description="From-scratch NumPy networks with a correct BatchNorm: "
+        "train, demo, export to ONNX, predict.")
     p.add_argument("--version", action="version", version=f"gammabeta {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a network and write metrics, checkpoint, curves")
@@ -193,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
+    from .deploy.cli import add_parser as add_deploy_parsers
+
+    add_deploy_parsers(sub)
     return p
 
 

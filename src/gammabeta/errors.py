@@ -35,3 +35,11 @@ class ConfigError(GammabetaError, ValueError):
 
 class OutputError(GammabetaError, OSError):
     """An output file or folder cannot be written (permissions, full disk, ...)."""
+
+
+class TrainingInterrupted(GammabetaError):
+    """Training stopped on request (Ctrl-C) after writing a checkpoint; resume from it."""
+
+    def __init__(self, message: str, epoch: int = 0, step: int = 0):
+        super().__init__(message)
+        self.epoch, self.step = epoch, step

@@ -14,8 +14,9 @@ import numpy as np
 
 from . import nn
 from .data.loader import DataLoader
-from .errors import NonFiniteError
+from .errors import ConfigError, NonFiniteError, TrainingInterrupted
 from .nn.losses import CrossEntropyLoss
+from .optim.clip import clip_grad_norm_
 
 __all__ = ["History", "fit", "evaluate", "predict_logits", "train_epoch"]
 
@@ -65,9 +66,76 @@ def evaluate(model: nn.Module, x, y, batch_size: int = 1000, loss_fn=None) -> di
     return {"loss": loss, "accuracy": acc}
 
 
+def _first_nonfinite_layer(model: nn.Module, xb) -> str:
+    """Name where non-finite values first appear: the input batch itself, or (rerunning the
+    forward pass without caches) the first layer whose output is not finite. Buffers and
+    random states are restored afterwards."""
+    if not np.isfinite(xb).all():
+        row = int(np.argwhere(~np.isfinite(xb))[0][0])
+        return f"the input batch (its sample {row} is not finite)"
+    buffers = [(m, k, np.array(b, copy=True)) for m in model.modules()
+               for k, b in m._buffers.items() if b is not None]
+    rngs = {id(m.rng): (m.rng, m.rng.bit_generator.state) for m in model.modules()
+            if isinstance(getattr(m, "rng", None), np.random.Generator)}
+    found: list[str] = []
+
+    def hook(name):
+        def check(module, x, y):
+            if not found and not np.isfinite(y).all():
+                found.append(f"{name} ({module.describe()})")
+        return check
+
+    handles = [m.register_forward_hook(hook(name or "model"))
+               for name, m in model.named_modules() if not m._modules]
+    try:
+        with nn.no_grad():
+            model(xb)
+    except NonFiniteError:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+        for m, k, b in buffers:
+            m._buffers[k] = b
+        for g, st in rngs.values():
+            g.bit_generator.state = st
+    return found[0] if found else "the loss"
+
+
+def _first_nonfinite_grad(model: nn.Module) -> str | None:
+    """Name of the first parameter whose gradient holds NaN or inf, else None."""
+    for name, p in model.named_parameters():
+        if p.grad is not None and not np.isfinite(np.sum(p.grad)):
+            return name
+    return None
+
+
+class _Loop:
+    """Position and random state of a run, JSON-ready for a training-state checkpoint."""
+
+    def __init__(self, rng, resume: dict | None):
+        r = resume or {}
+        self.epoch, self.batch, self.step = r.get("epoch", 1), r.get("batch", 0), r.get("step", 0)
+        self.sums = list(r.get("sums", [0.0, 0, 0, 0]))  # loss·n, correct, seen, skipped
+        self.rng_epoch, self.lr_epoch = r.get("rng_epoch"), r.get("lr_epoch")
+        self.history = History([dict(x) for x in r.get("history", [])])
+        if "rng" in r:
+            rng.bit_generator.state = r["rng"]
+        self.rng = rng
+
+    def as_dict(self) -> dict:
+        return {"epoch": self.epoch, "batch": self.batch, "step": self.step,
+                "sums": list(self.sums), "rng_epoch": self.rng_epoch, "lr_epoch": self.lr_epoch,
+                "rng": self.rng.bit_generator.state, "history": self.history.records}
+
+
 def train_epoch(model, loader, optimizer, loss_fn, scheduler=None, on_step=None,
                 step0: int = 0, epoch: int = 0) -> dict:
-    """One pass over ``loader``; returns mean train loss and accuracy (as seen during training)."""
+    """One plain pass over ``loader`` (the building block for custom loops such as studies).
+
+    Returns the mean train loss and accuracy seen during the pass and the new step count;
+    a non-finite loss raises :class:`NonFiniteError` naming the epoch and step.
+    """
     model.train()
     total_loss, correct, seen, step = 0.0, 0, 0, step0
     for xb, yb in loader:
@@ -75,18 +143,15 @@ def train_epoch(model, loader, optimizer, loss_fn, scheduler=None, on_step=None,
         logits = model(xb)
         loss = float(loss_fn(logits, yb))
         if not np.isfinite(loss):
-            raise NonFiniteError(
-                f"training loss became {loss} at epoch {epoch}, step {step}; lower the "
-                "learning rate, or check the data and the initialization")
+            raise NonFiniteError(f"training loss became {loss} at epoch {epoch}, step {step}")
         model.backward(loss_fn.backward())
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
         step += 1
-        n = len(yb)
-        total_loss += loss * n
+        total_loss += loss * len(yb)
         correct += int(np.sum(np.argmax(logits, axis=1) == yb))
-        seen += n
+        seen += len(yb)
         if on_step is not None:
             on_step(step, loss)
     return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
@@ -96,29 +161,101 @@ def train_epoch(model, loader, optimizer, loss_fn, scheduler=None, on_step=None,
 def fit(model: nn.Module, x_train, y_train, *, optimizer, epochs: int, batch_size: int,
         rng: np.random.Generator, loss_fn=None, scheduler=None, x_val=None, y_val=None,
         on_step: Callable | None = None, on_epoch: Callable | None = None,
-        eval_batch_size: int = 1000) -> History:
+        eval_batch_size: int = 1000, on_nonfinite: str = "raise",
+        clip_grad_norm: float | None = None, checkpoint: Callable | None = None,
+        checkpoint_every: int | None = None, resume: dict | None = None,
+        should_stop: Callable | None = None) -> History:
     """Train for ``epochs`` and return the per-epoch :class:`History`.
 
-    ``scheduler.step()`` is called after every optimizer step (one-cycle, warmup and cosine
-    schedules here are defined per step). Batches come from a seeded :class:`DataLoader` that
-    never yields a trailing batch of one (BatchNorm cannot train on it).
-    ``on_step(step, loss)`` and ``on_epoch(record)`` receive progress; return value ignored.
+    ``scheduler.step()`` follows every optimizer step. Batches come from a seeded
+    :class:`DataLoader` that never yields a trailing batch of one.
+
+    Robustness options: ``on_nonfinite="raise"`` stops at the first NaN/inf loss, activation
+    or gradient with a message naming the epoch, step and first layer (or parameter) where it
+    appeared; ``"skip-step"`` discards that step (running statistics restored) and counts it.
+    ``clip_grad_norm`` clips the global gradient norm. ``checkpoint(loop_state)`` is called
+    after every epoch, every ``checkpoint_every`` steps and before a requested stop
+    (``should_stop()`` true after a step raises :class:`TrainingInterrupted`); ``resume`` is
+    such a loop state, from which the run continues bit-identically.
     """
+    if on_nonfinite not in ("raise", "skip-step"):
+        raise ConfigError(f"on_nonfinite={on_nonfinite!r}; expected 'raise' or 'skip-step'")
     loss_fn = loss_fn or CrossEntropyLoss()
     loader = DataLoader(x_train, y_train, batch_size=batch_size, shuffle=True, rng=rng)
-    history = History()
-    step = 0
-    for epoch in range(1, epochs + 1):
+    loop = _Loop(rng, resume)
+    skip = on_nonfinite == "skip-step"
+    while loop.epoch <= epochs:
         t0 = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        rec = train_epoch(model, loader, optimizer, loss_fn, scheduler, on_step, step, epoch)
-        step = rec.pop("steps")
-        record = {"epoch": epoch, **rec, "lr": lr}
+        now = rng.bit_generator.state
+        if loop.batch == 0:  # remember what the epoch started with (resume may come mid-epoch)
+            loop.rng_epoch, now = now, None
+            loop.lr_epoch = optimizer.param_groups[0]["lr"]
+        rng.bit_generator.state = loop.rng_epoch
+        order = loader.order()  # the epoch's permutation, redrawn identically on resume
+        if now is not None:
+            rng.bit_generator.state = now
+        model.train()
+        for xb, yb in loader.batches(order, start=loop.batch):
+            saved = [(m, k, b.copy()) for m in model.modules() for k, b in m._buffers.items()
+                     if b is not None] if skip else None
+            optimizer.zero_grad()
+            logits = model(xb)
+            problem = None
+            try:
+                loss = float(loss_fn(logits, yb))
+            except NonFiniteError:
+                loss = float("nan")
+            if not np.isfinite(loss):
+                problem = (f"non-finite loss ({loss}); first non-finite output in "
+                           + _first_nonfinite_layer(model, xb))
+            else:
+                model.backward(loss_fn.backward())
+                bad = _first_nonfinite_grad(model)
+                if bad is not None:
+                    problem = f"non-finite gradient, first in parameter {bad!r}"
+            if problem is not None:
+                if not skip:
+                    raise NonFiniteError(
+                        f"epoch {loop.epoch}, step {loop.step + 1}: {problem}; lower the "
+                        "learning rate, clip gradients (--clip-grad-norm), or check the data")
+                for m, k, b in saved:
+                    m._buffers[k] = b
+                optimizer.zero_grad()
+                loop.sums[3] += 1
+            else:
+                if clip_grad_norm:
+                    clip_grad_norm_(model.parameters(), clip_grad_norm)
+                optimizer.step()
+                n = len(yb)
+                loop.sums[0] += loss * n
+                loop.sums[1] += int(np.sum(np.argmax(logits, axis=1) == yb))
+                loop.sums[2] += n
+            if scheduler is not None:
+                scheduler.step()
+            loop.batch += 1
+            loop.step += 1
+            if on_step is not None:
+                on_step(loop.step, loss)
+            if checkpoint is not None and checkpoint_every and loop.step % checkpoint_every == 0:
+                checkpoint(loop.as_dict())
+            if should_stop is not None and should_stop():
+                if checkpoint is not None:
+                    checkpoint(loop.as_dict())
+                raise TrainingInterrupted(
+                    f"stopped at epoch {loop.epoch}, step {loop.step}", loop.epoch, loop.step)
+        seen = max(loop.sums[2], 1)
+        record = {"epoch": loop.epoch, "train_loss": loop.sums[0] / seen,
+                  "train_accuracy": loop.sums[1] / seen, "lr": loop.lr_epoch}
+        if skip:
+            record["skipped_steps"] = loop.sums[3]
         if x_val is not None:
             ev = evaluate(model, x_val, y_val, eval_batch_size, loss_fn)
             record.update(val_loss=ev["loss"], val_accuracy=ev["accuracy"])
         record["seconds"] = time.perf_counter() - t0
-        history.append(record)
+        loop.history.append(record)
+        loop.epoch, loop.batch, loop.sums = loop.epoch + 1, 0, [0.0, 0, 0, 0]
+        if checkpoint is not None:
+            checkpoint(loop.as_dict())
         if on_epoch is not None:
             on_epoch(record)
-    return history
+    return loop.history

@@ -88,14 +88,21 @@ class DataLoader:
         full, rest = divmod(len(self.x), self.batch_size)
         return full + (1 if rest > 1 and not self.drop_last else 0)
 
-    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield the epoch's batches; with shuffle, a fresh permutation each call."""
+    def order(self) -> np.ndarray | None:
+        """This epoch's sample order: a fresh permutation from ``rng`` with shuffle, else None."""
+        return self.rng.permutation(len(self.x)) if self.shuffle else None
+
+    def batches(self, order: np.ndarray | None, start: int = 0):
+        """Yield the batches of one epoch in ``order``, beginning at batch ``start``."""
         n, bs = len(self.x), self.batch_size
-        order = self.rng.permutation(n) if self.shuffle else None
-        for b in range(len(self)):
+        for b in range(start, len(self)):
             lo, hi = b * bs, min((b + 1) * bs, n)
             if order is None:
                 yield self.x[lo:hi], self.y[lo:hi]
             else:
                 idx = order[lo:hi]
                 yield self.x[idx], self.y[idx]
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield the epoch's batches; with shuffle, a fresh permutation each call."""
+        return self.batches(self.order())
