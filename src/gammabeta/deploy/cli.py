@@ -1,0 +1,111 @@
+"""``gammabeta export`` and ``gammabeta predict``: subcommands over a training run's folder.
+
+``add_parser(subparsers)`` registers both on an ``argparse`` sub-parser set (each with
+``func=`` returning an exit code); :func:`main` runs them standalone (used by the tests).
+
+    gammabeta export --onnx OUT.onnx --model DIR [--fold-bn] [--opset 17]
+    gammabeta predict --model DIR INPUT [--out FILE.csv] [--batch-size 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from ..errors import GammabetaError
+
+__all__ = ["add_parser", "add_export_parser", "add_predict_parser", "cmd_export",
+           "cmd_predict", "main"]
+
+
+def cmd_export(a) -> int:
+    """Rebuild the model from ``--model`` and write the ONNX file."""
+    from .fold import fold_batchnorm
+    from .onnx_export import export_onnx
+    from .predict import load_model
+
+    lm = load_model(a.model)
+    model, notes = lm.model, []
+    if a.fold_bn:
+        model = fold_batchnorm(model)
+        notes = model.fold_notes
+    proto = export_onnx(model, a.onnx, lm.input_shape, opset=a.opset)
+    shape = ", ".join(map(str, lm.input_shape))
+    print(f"wrote {a.onnx}: opset {a.opset}, {len(proto.graph.node)} nodes, "
+          f"input 'input' (N, {shape}) -> output 'logits' (N, {lm.num_classes})"
+          + (f"; folded {len(model.folded)} BatchNorm layer(s)" if a.fold_bn else ""))
+    for n in notes:
+        print(f"  note: {n}")
+    return 0
+
+
+def cmd_predict(a) -> int:
+    """Class probabilities and argmax for every sample of ``INPUT``."""
+    from ..io import atomic_write_text
+    from .predict import format_predictions, load_inputs, load_model, predict_proba
+
+    lm = load_model(a.model)
+    x, y = load_inputs(a.input, lm.input_shape)
+    probs = predict_proba(lm.model, x, a.batch_size)
+    text = format_predictions(probs)
+    info = sys.stderr
+    if a.out:
+        atomic_write_text(a.out, text)
+        info = sys.stdout
+        print(f"wrote {len(x)} predictions ({lm.num_classes} classes) to {a.out}", file=info)
+    else:
+        sys.stdout.write(text)
+    if y is not None:
+        acc = float(np.mean(probs.argmax(axis=1) == y))
+        print(f"accuracy against the labels in {a.input}: {100 * acc:.2f}% ({len(y)} samples)",
+              file=info)
+    return 0
+
+
+def add_export_parser(subparsers) -> argparse.ArgumentParser:
+    from .onnx_export import DEFAULT_OPSET
+
+    p = subparsers.add_parser("export", help="export a trained model (run folder) to ONNX")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="ONNX file to write")
+    p.add_argument("--model", required=True, metavar="DIR",
+                   help="run folder with model.safetensors (gammabeta train --out DIR)")
+    p.add_argument("--fold-bn", action="store_true",
+                   help="fold BatchNorm into the Linear/Conv before it: W' = W·γ/√(var+ε), "
+                        "b' = (b − mean)·γ/√(var+ε) + β")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                   help=f"ONNX opset (default {DEFAULT_OPSET}; Gelu is native from 20)")
+    p.set_defaults(func=cmd_export)
+    return p
+
+
+def add_predict_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("predict", help="class probabilities and argmax for an input file")
+    p.add_argument("--model", required=True, metavar="DIR",
+                   help="run folder with model.safetensors (gammabeta train --out DIR)")
+    p.add_argument("input", metavar="INPUT",
+                   help=".npz (x), .csv (a 'label'/'y' column is used for accuracy) or IDX")
+    p.add_argument("--out", default=None, metavar="FILE.csv",
+                   help="write the CSV here instead of printing it")
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.set_defaults(func=cmd_predict)
+    return p
+
+
+def add_parser(subparsers) -> None:
+    """Register ``export`` and ``predict`` on ``subparsers`` (from ``add_subparsers()``)."""
+    add_export_parser(subparsers)
+    add_predict_parser(subparsers)
+
+
+def main(argv=None) -> int:
+    """Run ``export``/``predict`` alone: ``main(["predict", "--model", DIR, "x.npz"])``."""
+    parser = argparse.ArgumentParser(prog="gammabeta")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except GammabetaError as e:
+        print(f"gammabeta: error: {e}", file=sys.stderr)
+        return 2
