@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import ConfigError, GammabetaError
+from .errors import ConfigError, GammabetaError, OutputError
 
 # The MNIST-1D paper's table (Greydanus 2020, arXiv:2011.14439, Table 1: test accuracy).
 PAPER_TABLE = {"logistic regression": 32.0, "MLP": 68.0, "CNN": 94.0, "GRU": 91.0}
@@ -167,7 +167,10 @@ def train_and_save(cfg, out: Path, quiet: bool = False, resume: bool = False,
     from .io import atomic_write_text, save_checkpoint
     from .plots import plot_curves
 
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot use {out} as the output folder: {e.strerror or e}") from e
     prog = _Progress(f"{Path(str(cfg.data)).name}/{cfg.model} seed {cfg.seed}", not quiet,
                      initial_epoch)
     try:
@@ -293,6 +296,10 @@ def main(argv=None) -> int:
         return args.func(args)
     except GammabetaError as e:
         print(f"gammabeta: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the environment, not the code: say what and where, no traceback
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"gammabeta: error: {e.strerror or e}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gammabeta: interrupted", file=sys.stderr)

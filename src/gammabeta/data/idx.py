@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import math
 import os
 import struct
@@ -218,7 +219,8 @@ def _download(folder: Path, kind: str, mirrors: Sequence[str], verify: bool) -> 
                 _fetch(url, dest, MD5[kind][name] if verify else None)
             except DataError as exc:
                 errors.append(str(exc))
-            except (urllib.error.URLError, OSError, ValueError) as exc:
+            except (urllib.error.URLError, http.client.HTTPException, OSError,
+                    ValueError) as exc:
                 errors.append(f"{url}: {exc}")
             else:
                 used.append(url)
