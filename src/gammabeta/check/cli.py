@@ -1,0 +1,91 @@
+"""The ``gammabeta check`` subcommand; :func:`add_parser` registers it on a subparsers object."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import GammabetaError
+
+__all__ = ["add_parser", "run", "main"]
+
+USAGE_EXAMPLES = """\
+examples:
+  gammabeta check my_bn.py:batchnorm_forward          cs231n-style forward/backward pair
+  gammabeta check my_bn.py:BatchNorm                   a class with forward()/backward()
+  gammabeta check my_layers.py:affine_forward --kind layer --shapes '4,5;5,3;3'
+exit status: 0 when every check passes (warnings allowed), 1 when one fails, 2 on bad usage.
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``check`` on an argparse subparsers object; ``func`` returns the exit code."""
+    p = subparsers.add_parser(
+        "check", help="check a hand-written BatchNorm (or any layer) against the reference",
+        description="Check a hand-written BatchNorm against gammabeta.nn.BatchNorm1d/2d "
+                    "(float64) on random inputs with random γ and β, in a separate process "
+                    "with a time limit; name each failing property and its likely cause.",
+        epilog=USAGE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", metavar="FILE.py:NAME",
+                   help="a forward function (cs231n style) or a class in FILE.py")
+    p.add_argument("--backward", metavar="NAME",
+                   help="the backward function (default: NAME with 'forward' → 'backward')")
+    p.add_argument("--kind", choices=["batchnorm", "layer"], default="batchnorm",
+                   help="batchnorm (default: the full battery) or layer (forward/backward "
+                        "against finite differences only)")
+    p.add_argument("--init-args", metavar="ARGS",
+                   help="constructor arguments as Python literals, e.g. '64, momentum=0.1' "
+                        "(default: the number of channels)")
+    p.add_argument("--shapes", metavar="S1;S2",
+                   help="--kind layer: shapes of the forward's array arguments, e.g. '4,5;5,3;3'")
+    g = p.add_argument_group("attribute names (class style; detected among common names)")
+    for role, ex in (("gamma", "gamma/weight/scale"), ("beta", "beta/bias/shift"),
+                     ("running-mean", "running_mean/moving_mean/mean"),
+                     ("running-var", "running_var/moving_var/var"),
+                     ("dgamma", "dgamma, weight.grad, ..."), ("dbeta", "dbeta, bias.grad, ..."),
+                     ("momentum", "momentum"), ("eps", "eps/epsilon"),
+                     ("mode", "training/mode; train()/eval() are used when present")):
+        g.add_argument(f"--{role}-attr", metavar="ATTR", help=f"default: {ex}")
+    p.add_argument("--timeout", type=float, default=20.0,
+                   help="seconds each call into your code may take (default 20)")
+    p.add_argument("--strict-pytorch", action="store_true",
+                   help="fail on defensible differences from PyTorch too (biased running_var)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--json", action="store_true", help="print a machine-readable report")
+    p.add_argument("--output", "-o", metavar="FILE", help="also write the JSON report to FILE")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    """Run the check described by parsed ``args``; print the report; return the exit code."""
+    from . import check
+
+    opts = {k: getattr(args, k) for k in (
+        "backward", "kind", "init_args", "shapes", "timeout", "strict_pytorch", "seed",
+        "gamma_attr", "beta_attr", "running_mean_attr", "running_var_attr", "dgamma_attr",
+        "dbeta_attr", "momentum_attr", "eps_attr", "mode_attr")}
+    report = check(args.target, **opts)
+    print(report.to_json() if args.json else report.to_text())
+    if args.output:
+        report.save(args.output)
+    return report.exit_code
+
+
+def main(argv=None) -> int:
+    """``python -m gammabeta.check.cli FILE.py:NAME ...`` (the lead wires ``add_parser``)."""
+    parser = argparse.ArgumentParser(prog="gammabeta")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] != "check":
+        argv.insert(0, "check")
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except GammabetaError as e:
+        print(f"gammabeta: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""State shared by the checks of one run: the sandbox, seeded data and call helpers.
+
+Every call into the user's layer goes through :class:`Ctx`, which checks the shapes of what
+comes back (turning a wrong shape into a :class:`~gammabeta.check.sandbox.UserFailure` with a
+sentence naming the function, the shape it returned and the shape expected).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from . import diagnose as dg
+from .report import Finding
+from .sandbox import UserFailure
+
+__all__ = ["Ctx", "Abort", "cmp_finding", "TOL", "TOL_HYP", "TOL_FD", "TOL_F32", "TOL_OFFSET"]
+
+TOL = 1e-5          # float64 results against the float64 reference (relative to max(1, |ref|))
+TOL_HYP = 1e-4      # matching the prediction of a hypothesis
+TOL_FD = 1e-5       # backward against central differences (float64)
+TOL_F32 = 2e-4      # float32 results against the float64 reference
+TOL_OFFSET = 2e-2   # float32 with a common offset of 1e4 (a float32 ulp of 1e4 is 1e-3)
+
+
+class Abort(Exception):
+    """Stop the battery: the remaining checks cannot run (the message says why)."""
+
+
+class Ctx:
+    """The sandbox, the options, the report and what earlier checks learned."""
+
+    def __init__(self, sb, opts, report, info: dict):
+        self.sb, self.opts, self.report, self.info = sb, opts, report, info
+        self.c, self.n = 3, 8
+        self.spatial: tuple = ()  # (H, W) when the layer accepts only (N, C, H, W)
+        self.eps = 1e-5
+        self.backward_ok = True
+        self.has_eval = True
+        self.running: dict = {}
+        self.gamma = self.beta = None
+        self.last_warnings: list = []
+
+    # ----- data -------------------------------------------------------------------------------
+    def rng(self, tag: str) -> np.random.Generator:
+        """A generator seeded by the run's seed and the check's name (reproducible reports)."""
+        return np.random.default_rng([int(self.opts.seed), zlib.crc32(tag.encode())])
+
+    def params(self, rng, dtype=np.float64):
+        """Random γ in [0.5, 2] and β ~ N(0, 1): never the ones/zeros that hide bugs."""
+        gamma = rng.uniform(0.5, 2.0, self.c)
+        beta = rng.normal(0.0, 1.0, self.c)
+        beta += np.where(np.abs(beta) < 0.2, 0.5, 0.0)
+        return gamma.astype(dtype), beta.astype(dtype)
+
+    def batch(self, rng, n=None, spatial=None, dtype=np.float64, loc=None, scale=None):
+        """Input of shape ``(n, C, *spatial)`` with its own mean and scale per channel."""
+        n = self.n if n is None else n
+        spatial = self.spatial if spatial is None else spatial
+        shape = (n, self.c) + tuple(spatial)
+        bshape = (1, self.c) + (1,) * len(spatial)
+        loc = rng.uniform(-2, 2, self.c) if loc is None else np.broadcast_to(loc, (self.c,))
+        scale = rng.uniform(0.5, 2.5, self.c) if scale is None else \
+            np.broadcast_to(scale, (self.c,))
+        x = rng.normal(size=shape) * scale.reshape(bshape) + loc.reshape(bshape)
+        return x.astype(dtype)
+
+    # ----- descriptions -----------------------------------------------------------------------
+    def construct_desc(self) -> str:
+        """How the layer is constructed, for messages."""
+        if self.info.get("style") != "class":
+            return self.info.get("forward", "forward")
+        a = self.opts.init_args
+        return f"{self.info['class']}({a if a is not None else self.c})"
+
+    def fwd_desc(self, x, train: bool) -> str:
+        """A forward call as it appears in messages."""
+        mode = "train" if train else "test"
+        if self.info.get("style") == "class":
+            return (f"{self.info['class']}.forward(x of shape {tuple(x.shape)}) in "
+                    f"{'training' if train else 'evaluation'} mode")
+        return f"{self.info['forward']}(x of shape {tuple(x.shape)}, mode={mode!r})"
+
+    def bwd_desc(self, dout) -> str:
+        """A backward call as it appears in messages."""
+        return f"{self.info.get('backward_call', 'backward')}(dout of shape {tuple(dout.shape)})"
+
+    # ----- calls ------------------------------------------------------------------------------
+    def reset(self, gamma, beta, momentum=None) -> tuple[dict, dict]:
+        """Fresh layer with γ, β (and momentum when given); remembers eps and γ, β as held."""
+        meta, arrays = self.sb.call("reset", {"c": self.c, "eps": 1e-5, "momentum": momentum},
+                                    {"gamma": gamma, "beta": beta}, what=self.construct_desc())
+        eps = meta.get("eps")
+        self.eps = float(eps) if isinstance(eps, (int, float)) and eps > 0 else 1e-5
+        self.gamma = arrays["gamma"].astype(np.float64).reshape(-1)
+        self.beta = arrays["beta"].astype(np.float64).reshape(-1)
+        self.has_eval = bool(meta.get("has_eval", True))
+        return meta, arrays
+
+    def forward(self, x, train: bool = True) -> np.ndarray:
+        """The layer's output for ``x``; a wrong shape raises :class:`UserFailure`."""
+        what = self.fwd_desc(x, train)
+        meta, arrays = self.sb.call("forward", {"train": bool(train)}, {"x": x}, what=what)
+        self.last_warnings = meta.get("warnings", [])
+        out = arrays["out"]
+        if out.shape != x.shape:
+            raise UserFailure("bad_return", f"{what} returned an array of shape "
+                              f"{tuple(out.shape)}; expected the input's shape {tuple(x.shape)}",
+                              where=what)
+        return out
+
+    def backward(self, dout) -> dict:
+        """dx, dγ, dβ for the last forward; shapes checked, (1, C) gradients flattened."""
+        what = self.bwd_desc(dout)
+        meta, g = self.sb.call("backward", {}, {"dout": dout}, what=what)
+        self.last_warnings = meta.get("warnings", [])
+        if g["dx"].shape != dout.shape:
+            raise UserFailure("bad_return", f"{what} returned dx of shape {tuple(g['dx'].shape)};"
+                              f" expected the input's shape {tuple(dout.shape)}", where=what)
+        for k in ("dgamma", "dbeta"):
+            a = g[k]
+            if a.size == self.c:
+                g[k] = a.reshape(self.c)
+                continue
+            hint = ""
+            if a.shape == dout.shape:
+                hint = (": one value per element, it is not summed over the batch" +
+                        (" and positions" if dout.ndim > 2 else "") +
+                        f" (d{k[1:]} = Σ dy{'·x̂' if k == 'dgamma' else ''})")
+            raise UserFailure("bad_return", f"{what} returned {k} of shape {tuple(a.shape)}; "
+                              f"expected ({self.c},), one per channel{hint}", where=what)
+        return g
+
+    def running_stats(self):
+        """``(running_mean, running_var)`` as float64 (None where the layer has none)."""
+        _, arrays = self.sb.call("running", {}, {}, what="reading the running statistics")
+        rm, rv = arrays.get("running_mean"), arrays.get("running_var")
+        return (None if rm is None else rm.astype(np.float64).reshape(-1),
+                None if rv is None else rv.astype(np.float64).reshape(-1))
+
+    def numgrad(self, x, dout, h: float) -> dict:
+        """Central differences of the layer's own forward pass (in the child)."""
+        _, arrays = self.sb.call("numgrad", {"h": h}, {"x": x, "dout": dout},
+                                 what=f"finite differences of {self.fwd_desc(x, True)}")
+        for k in ("dgamma", "dbeta"):  # γ held as (1, C) or (1, C, 1, 1)
+            if arrays[k].size == self.c:
+                arrays[k] = arrays[k].reshape(self.c)
+        return arrays
+
+    # ----- findings ---------------------------------------------------------------------------
+    def add(self, key, status, title, message, cause=None, cmp=None, tol=None, details=None):
+        """Append a finding; ``cmp`` is a :func:`~gammabeta.check.diagnose.compare` result."""
+        f = Finding(key, status, title, message, cause=cause, tolerance=tol,
+                    details=list(details or []))
+        if cmp is not None:
+            f.max_error, f.index = cmp.get("err"), cmp.get("index")
+            f.got, f.expected = cmp.get("got"), cmp.get("want")
+        return self.report.add(f)
+
+    def where_name(self, role: str) -> str:
+        """How the user's code holds ``role`` (e.g. ``bn_param['running_var']``, ``self.rv``)."""
+        if self.info.get("style") == "class":
+            path = (self.running.get("paths") or {}).get(role) or role
+            return f"{self.info['class']}.{path}"
+        return f"bn_param[{role!r}]"
+
+
+def cmp_finding(ctx, key, title, got, want, tol, ok_msg, bad_msg, hyps=(), cause=None,
+                 details=None):
+    """Compare, then add a pass or a fail (with the hypothesis that matches, if any)."""
+    c = dg.compare(got, want)
+    if c["err"] <= tol:
+        ctx.add(key, "pass", title, f"{ok_msg} (max error {c['err']:.2g})", cmp=c, tol=tol)
+        return True
+    if c.get("nonfinite"):
+        bad_msg += " (NaN/inf in the result)"
+    cause = cause or dg.best_match(got, hyps, max(tol, TOL_HYP))
+    ctx.add(key, "fail", title, bad_msg, cause=cause, cmp=c, tol=tol, details=details)
+    return False
