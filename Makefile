@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench fuzz soak install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+
+fuzz: $(STAMP)
+	# coverage-guided fuzzing of every untrusted-file loader; new inputs grow fuzz/corpus
+	$(PY) fuzz/fuzz_loaders.py -max_total_time=$${FUZZ_SECONDS:-600} -timeout=10 \
+		-rss_limit_mb=2048 fuzz/corpus
+
+soak: $(STAMP)
+	$(PY) benchmarks/soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -273,7 +273,7 @@ def cmd_demo(a) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gammabeta", description="From-scratch NumPy networks with a correct BatchNorm: "
-        "train, demo, check your own BatchNorm, export to ONNX, predict.")
+        "train, demo, study, check your own BatchNorm, export to ONNX, predict.")
     p.add_argument("--version", action="version", version=f"gammabeta {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a network and write metrics, checkpoint, curves")
@@ -286,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
     from .check.cli import add_parser as add_check_parser
     from .deploy.cli import add_parser as add_deploy_parsers
+    from .study.cli import add_parser as add_study_parser
 
+    add_study_parser(sub)
     add_check_parser(sub)
     add_deploy_parsers(sub)
     return p

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import math
 import os
+import struct
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -74,16 +76,60 @@ def _check_pair(x: np.ndarray, y: np.ndarray, where: str, xname: str, yname: str
         raise DataError(f"{where}: {xname} holds no samples; expected at least one")
 
 
+# Everything a damaged or hostile zip/.npy can raise while being parsed.
+_PARSE_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, KeyError,
+                 TypeError, NotImplementedError, RuntimeError, OverflowError, SyntaxError,
+                 IndexError, RecursionError, struct.error, tokenize.TokenError)
+# deflate cannot expand more than ~1032:1; a member claiming more is lying (a zip bomb)
+_MAX_RATIO = 1100
+
+
+def _read_npy_member(zf: zipfile.ZipFile, name: str, path: Path, key: str) -> np.ndarray:
+    """Read one ``.npy`` member, checking its header against the sizes the zip records
+    before any array is allocated; object (pickled) arrays are refused."""
+    info = zf.getinfo(name)
+    if info.file_size > _MAX_RATIO * max(info.compress_size, 1) + 4096:
+        raise DataError(f"{path}: array {key!r} claims {info.file_size:,} bytes from "
+                        f"{info.compress_size:,} compressed; refused")
+    try:
+        with zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise DataError(f"{path}: array {key!r} uses .npy format {version}; "
+                                "expected 1.0 or 2.0")
+            if dtype.hasobject:
+                raise DataError(f"{path}: array {key!r} holds Python objects (pickled data), "
+                                "which are refused; expected numeric arrays")
+            nbytes = math.prod(shape) * dtype.itemsize
+            if nbytes != info.file_size - f.tell():
+                raise DataError(f"{path}: array {key!r} has a header for shape {shape} "
+                                f"({nbytes:,} bytes) but holds {info.file_size - f.tell():,}")
+            data = f.read(nbytes)
+    except DataError:
+        raise
+    except _PARSE_ERRORS as exc:
+        raise DataError(f"{path}: array {key!r} is corrupt ({type(exc).__name__}: {exc})") \
+            from None
+    if len(data) != nbytes:
+        raise DataError(f"{path}: array {key!r} is truncated")
+    arr = np.frombuffer(data, dtype=dtype)
+    return arr.reshape(shape, order="F" if fortran else "C").copy()
+
+
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     """Read the arrays of an .npz file without pickle; return the x/y or split arrays."""
     try:
-        z = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise DataError(f"{path}: holds a single .npy array; expected an .npz archive of arrays")
-    with z:
-        found = sorted(z.files)
+        zf = zipfile.ZipFile(path)
+    except _PARSE_ERRORS as exc:
+        raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") \
+            from None
+    with zf:
+        members = {n[:-4]: n for n in zf.namelist() if n.endswith(".npy")}
+        found = sorted(members)
         if all(k in found for k in _SPLIT_KEYS):
             keys = _SPLIT_KEYS
         elif all(k in found for k in _XY_KEYS):
@@ -93,18 +139,7 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
                 f"{path}: found keys {found}; expected either {list(_XY_KEYS)} "
                 f"or {list(_SPLIT_KEYS)}"
             )
-        arrays = {}
-        for k in keys:
-            try:
-                arrays[k] = z[k]
-            except ValueError as exc:
-                raise DataError(
-                    f"{path}: array {k!r} holds Python objects (pickled data), which are "
-                    "refused; expected numeric arrays"
-                ) from exc
-            except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-                raise DataError(f"{path}: array {k!r} is corrupt ({exc})") from exc
-    return arrays
+        return {k: _read_npy_member(zf, members[k], path, k) for k in keys}
 
 
 def _parse_float(cell: str, path: Path, line: int, col: str) -> float:

@@ -83,6 +83,9 @@ def _read_header(read, path: Path) -> tuple[np.dtype, tuple[int, ...], int]:
             f"got {len(raw_dims)}"
         )
     dims = struct.unpack(f">{ndim}I", raw_dims)
+    if any(d >= 2**31 for d in dims) or math.prod(d for d in dims if d) >= 2**62:
+        raise DataError(f"{path}: IDX dims {dims} are beyond any real data set (each must be "
+                        "below 2**31 and their product below 2**62)")
     return np.dtype(_DTYPES[code]), dims, 4 + 4 * ndim
 
 

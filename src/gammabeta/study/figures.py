@@ -1,0 +1,169 @@
+"""Study figures (matplotlib, headless, written atomically as PNG).
+
+Each function takes plain lists/arrays and a path; matplotlib is imported inside the functions
+so that importing :mod:`gammabeta.study` never loads it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..plots import _pyplot, save_figure
+
+__all__ = ["curve_panels", "xy_panels", "hist_panels", "bar_panels", "bn_paper_figure"]
+
+_STYLES = ["-", "--", ":", "-."]
+
+
+def _grid(n: int, width: float = 5.0, height: float = 3.8):
+    plt = _pyplot()
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    return fig, axes.ravel()[:n]
+
+
+def _finish(fig, axes, path, title: str, legend: bool = True) -> None:
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if legend and ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def curve_panels(panels, path, xlabel: str = "training step",
+                 ylabel: str = "test accuracy (%)", title: str = "", scale: float = 100.0,
+                 ylim=None) -> None:
+    """One panel per ``(panel_title, series)``; a series is ``(label, steps, runs, style)``.
+
+    ``runs`` is a list of per-seed curves on the same steps: the line is their mean and the
+    shaded band spans their minimum to maximum (the seed band). ``style`` is a line style
+    index or a matplotlib style string.
+    """
+    fig, axes = _grid(len(panels))
+    colors = _pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (ptitle, series) in zip(axes, panels, strict=True):
+        for i, (label, steps, runs, style) in enumerate(series):
+            if not runs:
+                continue
+            n = min(len(r) for r in runs)
+            y = scale * np.array([[np.nan if v is None else v for v in r[:n]] for r in runs],
+                                 dtype=float)
+            x = np.asarray(steps[:n], dtype=float)
+            ls = _STYLES[style % len(_STYLES)] if isinstance(style, int) else style
+            c = colors[i % len(colors)] if isinstance(style, int) else None
+            (line,) = ax.plot(x, np.nanmean(y, axis=0), ls, color=c, lw=1.4,
+                              label=f"{label} (n={len(runs)})")
+            if len(runs) > 1:
+                ax.fill_between(x, np.nanmin(y, axis=0), np.nanmax(y, axis=0),
+                                color=line.get_color(), alpha=0.15, lw=0)
+        ax.set_title(ptitle)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+    _finish(fig, axes, path, title)
+
+
+def xy_panels(panels, path, xlabel: str, ylabel: str, title: str = "", logx: bool = False,
+              hline: float | None = None) -> None:
+    """Panels of ``(panel_title, series)``; a series is ``(label, x, mean, std, style)``.
+
+    Error bars show ± one standard deviation over seeds; ``hline`` draws a dotted reference
+    (e.g. chance accuracy).
+    """
+    fig, axes = _grid(len(panels))
+    for ax, (ptitle, series) in zip(axes, panels, strict=True):
+        for label, x, mean, std, style in series:
+            m = np.array([np.nan if v is None else v for v in mean], dtype=float)
+            s = np.array([0.0 if v is None else v for v in std], dtype=float)
+            ax.errorbar(x, m, yerr=s, fmt=style, capsize=3, lw=1.3, ms=5, label=label)
+        if hline is not None:
+            ax.axhline(hline, color="gray", ls=":", lw=1, label="chance")
+        if logx:
+            ax.set_xscale("log")
+        ax.set_title(ptitle)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+    _finish(fig, axes, path, title)
+
+
+def hist_panels(panels, path, xlabel: str = "|γ| (log scale)", title: str = "",
+                floor: float = 1e-6) -> None:
+    """Histograms on a log x axis; a panel is ``(panel_title, values)``.
+
+    Values below ``floor`` are drawn in the first bin (labelled ``≤ floor``).
+    """
+    fig, axes = _grid(len(panels))
+    allv = np.concatenate([np.abs(np.asarray(v, dtype=float)) for _, v in panels if len(v)]
+                          or [np.ones(1)])
+    hi = max(float(allv.max()), floor * 10) * 1.5
+    bins = np.logspace(np.log10(floor), np.log10(hi), 40)
+    for ax, (ptitle, values) in zip(axes, panels, strict=True):
+        v = np.clip(np.abs(np.asarray(values, dtype=float)), floor, None)
+        ax.hist(v, bins=bins, color="tab:blue", alpha=0.8)
+        ax.axvline(1e-2, color="tab:red", ls="--", lw=1, label="|γ| = 0.01")
+        ax.set_xscale("log")
+        ax.set_title(ptitle)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("channels (all seeds)")
+    _finish(fig, axes, path, title)
+
+
+def bar_panels(panels, path, ylabel: str = "test accuracy (%)", title: str = "",
+               hline: float | None = None) -> None:
+    """Grouped bars; a panel is ``(panel_title, groups, bars)`` with ``bars`` a list of
+    ``(label, means, stds)`` (one mean per group). Error bars: ± one std over seeds."""
+    fig, axes = _grid(len(panels), width=5.5)
+    for ax, (ptitle, groups, bars) in zip(axes, panels, strict=True):
+        x = np.arange(len(groups))
+        w = 0.8 / max(1, len(bars))
+        for i, (label, means, stds) in enumerate(bars):
+            m = np.array([np.nan if v is None else v for v in means], dtype=float)
+            s = np.array([0.0 if v is None else v for v in stds], dtype=float)
+            ax.bar(x + (i - (len(bars) - 1) / 2) * w, m, w, yerr=s, capsize=3, label=label)
+        if hline is not None:
+            ax.axhline(hline, color="gray", ls=":", lw=1, label="chance")
+        ax.set_xticks(x, groups)
+        ax.set_title(ptitle)
+        ax.set_ylabel(ylabel)
+    _finish(fig, axes, path, title)
+
+
+def bn_paper_figure(acc_series, pct_panels, path, title: str = "") -> None:
+    """Ioffe & Szegedy's Figure 1: (a) test accuracy over steps, with and without BN;
+    (b, c) the 15th, 50th and 85th percentiles of one sigmoid input over training.
+
+    ``acc_series``: ``(label, steps, runs)`` as in :func:`curve_panels`; ``pct_panels``:
+    ``(panel_title, steps, {"p15": [...], "p50": [...], "p85": [...]})`` (one seed).
+    """
+    fig, axes = _grid(1 + len(pct_panels), width=4.6)
+    ax = axes[0]
+    for i, (label, steps, runs) in enumerate(acc_series):
+        n = min(len(r) for r in runs)
+        y = 100 * np.array([r[:n] for r in runs], dtype=float)
+        (line,) = ax.plot(steps[:n], y.mean(axis=0), _STYLES[i % 4], label=label)
+        if len(runs) > 1:
+            ax.fill_between(steps[:n], y.min(axis=0), y.max(axis=0), alpha=0.15,
+                            color=line.get_color(), lw=0)
+    ax.set_title("(a) test accuracy")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("test accuracy (%)")
+    lo = min((min(v for v in p[k] if v is not None) for _, _, p in pct_panels
+              for k in ("p15",)), default=-1)
+    hi = max((max(v for v in p[k] if v is not None) for _, _, p in pct_panels
+              for k in ("p85",)), default=1)
+    pad = 0.05 * (hi - lo or 1)
+    for ax, (ptitle, steps, pct) in zip(axes[1:], pct_panels, strict=True):
+        for k, ls in (("p85", "--"), ("p50", "-"), ("p15", ":")):
+            ax.plot(steps, pct[k], ls, color="k", label=f"{k[1:]}th percentile")
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_title(ptitle)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("sigmoid input (unit 0, test set)")
+    _finish(fig, axes, path, title)

@@ -1,0 +1,237 @@
+"""Study outputs: results.csv, results.json, figures and report.md with a generated conclusion.
+
+Every number in a report comes from the rows of the runs; every sentence of a conclusion is
+chosen by comparing those numbers, so a claim that does not hold is reported as such. A
+difference of two means is called "beyond seed noise" when it exceeds two standard errors,
+where each setting's spread over seeds is taken at least as large as the binomial sampling
+error of its test accuracy (√(p(1−p)/n_test)): two seeds that happen to agree do not make a
+0.3-point difference real.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..io import atomic_write_text
+
+__all__ = ["REPORTS", "reports", "write_outputs", "summary", "fmt", "table", "compare",
+           "groups"]
+
+# The analyses a study file may name with ``report = "..."`` (study/analyses.py has the rest).
+REPORTS = ("generic", "gamma-beta", "weight-scale", "bn-paper", "gamma-l1", "bn-only",
+           "zero-gamma")
+
+
+def groups(rows, *axes) -> dict:
+    """Rows grouped by their labels on ``axes`` (grid order kept)."""
+    out: dict[tuple, list] = {}
+    for r in rows:
+        out.setdefault(tuple(r["axes"][a] for a in axes), []).append(r)
+    return out
+
+
+def summary(rows, key: str = "test_accuracy", chance: float | None = None) -> dict:
+    """Mean, std, n and diverged count of ``key`` over rows (diverged rows count as
+    ``chance`` when given, else are left out)."""
+    vals, div = [], 0
+    for r in rows:
+        v = r.get(key)
+        if v is None:
+            div += 1
+            if chance is not None:
+                vals.append(chance)
+        else:
+            vals.append(v)
+    a = np.asarray(vals, dtype=float)
+    mean = float(a.mean()) if a.size else None
+    n_test = rows[0].get("test_size") if rows else None
+    floor = (math.sqrt(mean * (1 - mean) / n_test) if n_test and mean is not None
+             and key == "test_accuracy" and 0 <= mean <= 1 else 0.0)
+    return {"mean": mean, "std": float(a.std(ddof=1)) if a.size > 1 else 0.0, "n": int(a.size),
+            "diverged": div, "values": vals, "floor": floor}
+
+
+def fmt(s: dict, scale: float = 100.0, digits: int = 1) -> str:
+    """``"97.1 ± 0.4"`` (and ``" (2 diverged)"``) from :func:`summary`."""
+    if s["mean"] is None:
+        return f"diverged ({s['diverged']})"
+    txt = f"{scale * s['mean']:.{digits}f} ± {scale * s['std']:.{digits}f}"
+    return txt + (f" ({s['diverged']} diverged)" if s["diverged"] else "")
+
+
+def compare(a: dict, b: dict) -> tuple[float, bool]:
+    """``(mean(a) − mean(b), beyond seed noise)``: beyond when |diff| > 2 standard errors."""
+    if a["mean"] is None or b["mean"] is None:
+        return float("nan"), False
+    if min(a["n"], b["n"]) < 2:
+        return a["mean"] - b["mean"], False
+    sa, sb = max(a["std"], a.get("floor", 0.0)), max(b["std"], b.get("floor", 0.0))
+    se = math.sqrt(sa ** 2 / max(a["n"], 1) + sb ** 2 / max(b["n"], 1))
+    d = a["mean"] - b["mean"]
+    return d, abs(d) > max(2 * se, 1e-12)
+
+
+def diff_text(a: dict, b: dict) -> str:
+    """``"+1.2 points (beyond seed noise)"`` / ``"−0.3 points (within seed noise)"``."""
+    d, real = compare(a, b)
+    if math.isnan(d):
+        return "not comparable (diverged)"
+    if min(a["n"], b["n"]) < 2:
+        return f"{100 * d:+.1f} points (one seed: no noise estimate)"
+    return f"{100 * d:+.1f} points ({'beyond' if real else 'within'} seed noise)"
+
+
+def table(headers, rows) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(map(str, headers)) + " |",
+             "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def steps_to(row, threshold: float) -> int | None:
+    """First recorded step at which the run's test accuracy reached ``threshold``."""
+    c = row.get("curve") or {}
+    for s, a in zip(c.get("step", []), c.get("test_accuracy", []), strict=False):
+        if a is not None and a >= threshold:
+            return int(s)
+    return None
+
+
+def steps_summary(rows, threshold: float) -> str:
+    """Mean steps to ``threshold`` over the runs that reached it, and how many did not."""
+    got = [steps_to(r, threshold) for r in rows]
+    ok = [g for g in got if g is not None]
+    if not ok:
+        return "never"
+    txt = f"{np.mean(ok):.0f}"
+    return txt + (f" ({len(got) - len(ok)}/{len(got)} never)" if len(ok) < len(got) else "")
+
+
+def best_curve_accuracy(rows) -> float:
+    """The highest test accuracy recorded at any step of any of ``rows``."""
+    vals = [a for r in rows for a in (r.get("curve") or {}).get("test_accuracy", [])
+            if a is not None]
+    return max(vals) if vals else 0.0
+
+
+def curve_series(rows_by_label: dict, key: str = "test_accuracy") -> list:
+    """``(label, steps, runs, style)`` series for :func:`figures.curve_panels`."""
+    out = []
+    for i, (label, rows) in enumerate(rows_by_label.items()):
+        ok = [r for r in rows if r.get("curve") and r["curve"]["step"]]
+        if ok:
+            out.append((label, ok[0]["curve"]["step"], [r["curve"][key] for r in ok], i))
+    return out
+
+
+def chance(rows) -> float:
+    """1 / the number of classes of the runs' dataset."""
+    return 1.0 / max(1, int(rows[0].get("num_classes") or 10)) if rows else 0.1
+
+
+def acc_at(rows, fraction: float) -> dict:
+    """:func:`summary` of the test accuracy recorded nearest ``fraction`` of each run."""
+    vals = []
+    for r in rows:
+        c = r.get("curve") or {}
+        if not c.get("step"):
+            continue
+        target = fraction * c["step"][-1]
+        i = int(np.argmin([abs(s - target) for s in c["step"]]))
+        vals.append({"test_accuracy": c["test_accuracy"][i]})
+    return summary(vals)
+
+
+def generic(spec, rows, out: Path) -> tuple[list[str], list[str]]:
+    """Any study: accuracy per setting, steps to 90% of the best, curves by the first axis."""
+    from .figures import curve_panels
+
+    axes = list(spec.axes)
+    g = groups(rows, *axes)
+    top = 0.9 * best_curve_accuracy(rows)
+    stats = {k: summary(v) for k, v in g.items()}
+    body = [table([*axes, "test accuracy (%)", "runs", f"steps to {100 * top:.1f}%"],
+                  [[*k, fmt(stats[k]), len(v), steps_summary(v, top)] for k, v in g.items()])]
+    ok = {k: s for k, s in stats.items() if s["mean"] is not None}
+    text = []
+    if ok:
+        best = max(ok, key=lambda k: ok[k]["mean"])
+        worst = min(ok, key=lambda k: ok[k]["mean"])
+        text.append(f"- Best setting: {', '.join(best) or 'the base config'} at "
+                    f"{fmt(ok[best])}%; worst: {', '.join(worst) or '-'} at {fmt(ok[worst])}%; "
+                    f"difference {diff_text(ok[best], ok[worst])}.")
+    figs = []
+    if axes:
+        panels = [(f"{axes[0]} = {lab}", curve_series(
+            {", ".join(k[1:]) or lab: v for k, v in g.items() if k[0] == lab}))
+            for lab in dict.fromkeys(k[0] for k in g)]
+        curve_panels(panels, out / "curves.png", title=spec.title)
+        figs.append("curves.png")
+    return ["## Results", *body, "## Conclusion", *(text or ["- No finished runs."])], figs
+
+
+def reports() -> dict:
+    """Name → analysis function ``(spec, rows, out) -> (markdown sections, figure files)``."""
+    from .analyses import ANALYSES
+
+    return {"generic": generic, **ANALYSES}
+
+
+def _flat(prefix: str, d: dict) -> dict:
+    return {f"{prefix}.{k}": (json.dumps(v) if isinstance(v, (dict, list)) else v)
+            for k, v in d.items()}
+
+
+def _csv(spec, rows) -> str:
+    buf = io.StringIO()
+    cols = ["key", "seed", *spec.axes, "test_accuracy", "test_loss", "diverged", "steps",
+            "trainable_params", "total_params", "seconds"]
+    recs = []
+    for r in rows:
+        rec = {c: r.get(c) for c in cols}
+        rec.update({a: r["axes"].get(a) for a in spec.axes})
+        rec.update(_flat("config", r["config"]))
+        rec.update(_flat("options", r["options"]))
+        recs.append(rec)
+    extra = list(dict.fromkeys(k for rec in recs for k in rec if k not in cols))
+    w = csv.DictWriter(buf, fieldnames=cols + extra, lineterminator="\n")
+    w.writeheader()
+    w.writerows(recs)
+    return buf.getvalue()
+
+
+def write_outputs(spec, rows, out, command: str = "") -> list[str]:
+    """Write results.csv, results.json, the figures and report.md into ``out``."""
+    out = Path(out)
+    atomic_write_text(out / "results.csv", _csv(spec, rows))
+    atomic_write_text(out / "results.json", json.dumps(
+        {"study": spec.to_dict(), "command": command, "runs": rows}, allow_nan=False) + "\n")
+    sections, figs = reports()[spec.report](spec, rows, out)
+    secs = sum(r.get("seconds") or 0 for r in rows)
+    axes_rows = [[a, ", ".join(v["label"] for v in vals)] for a, vals in spec.axes.items()]
+    lines = [f"# {spec.title}", "", f"Produced by: `{command or 'gammabeta study run'}`", "",
+             spec.description, "",
+             "## Setup", "",
+             f"Study `{spec.name}` ({spec.source}), scale **{spec.scale}**: {len(rows)} runs "
+             f"= {len(rows) // max(1, len(spec.seeds))} settings × seeds {spec.seeds}; "
+             f"{secs / 60:.1f} CPU-minutes of training in total.", "",
+             "Base training options (unset options follow the model's recipe, see "
+             "`gammabeta.experiment.recipe`):", "",
+             "```json", json.dumps(spec.base, indent=1, ensure_ascii=False), "```", "",
+             f"Task options: `{json.dumps(spec.options, ensure_ascii=False)}`", "",
+             table(["axis", "values"], axes_rows) if axes_rows else "", ""]
+    for s in sections:
+        lines += [s, ""]
+    lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figs] + [
+        "", "## Files", "",
+        "- `results.csv`, `results.json`: one row per run with its full config "
+        "(`results.json` also holds the curves); `results.jsonl`: the resumable log.", ""]
+    atomic_write_text(out / "report.md", "\n".join(lines))
+    return ["results.csv", "results.json", "report.md", *figs]

@@ -1,0 +1,259 @@
+"""Run a study's grid in parallel, saving every finished run at once so a study can resume.
+
+The grid is every combination of the axes' values × the seeds (seeds outermost, so a study
+stopped early has every setting for the first seeds). Each run has a key: a hash of its
+complete config and task options, so the same run always has the same key and a changed setting
+is a new run. Finished runs are appended to ``results.jsonl`` by this (parent) process only:
+one complete line per run, written with a single ``write`` on an ``O_APPEND`` descriptor and
+then fsync'ed. On start, rows already there are loaded (a torn last line, from a crash in the
+middle of a write, is dropped and the file is rewritten atomically without it) and their keys
+are skipped, so a resumed study neither loses nor repeats a finished run.
+
+Executors: ``workers=1`` runs in this process; ``workers=N`` uses a ``spawn``
+ProcessPoolExecutor; ``dask_scheduler=ADDRESS`` submits the runs to an existing Dask cluster
+through ``dask.distributed.Client(ADDRESS)``. Runs are deterministic per seed and use one BLAS
+thread, so all three give the same numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from itertools import product
+from pathlib import Path
+
+from ..errors import ConfigError, OutputError
+from ..experiment import TrainConfig
+from ..io import atomic_write_text
+from .spec import StudySpec, canonical
+from .tasks import OPTIONS, execute
+
+__all__ = ["expand", "run_key", "ResultStore", "run_study", "execute_jobs"]
+
+RESULTS = "results.jsonl"
+
+
+def run_key(config: dict, options: dict) -> str:
+    """16 hex digits identifying a run by its full config and task options.
+
+    Values equal to their defaults are left out of the hash, so a new option added to
+    :class:`TrainConfig` or :data:`tasks.OPTIONS` (with a default) keeps old keys valid.
+    """
+    defaults = TrainConfig().to_dict()
+    cfg = {k: v for k, v in config.items() if k not in defaults or v != defaults[k]}
+    opts = {k: v for k, v in options.items() if k not in OPTIONS or v != OPTIONS[k][0]}
+    return hashlib.sha256(canonical({"config": cfg, "options": opts}).encode()).hexdigest()[:16]
+
+
+def expand(spec: StudySpec) -> list[dict]:
+    """Every run of ``spec`` as a job dict: key, study, seed, axes (labels), config, options."""
+    names = list(spec.axes)
+    jobs, keys = [], set()
+    for seed in spec.seeds:
+        for combo in product(*(spec.axes[n] for n in names)):
+            cfg, opts = dict(spec.base), dict(spec.options)
+            for value in combo:
+                for k, v in value["set"].items():
+                    if k in OPTIONS:
+                        opts[k] = v
+                    elif k == "model_options":
+                        cfg[k] = {**cfg.get(k, {}), **v}
+                    else:
+                        cfg[k] = v
+            cfg["seed"] = seed
+            config = TrainConfig.from_dict(cfg).to_dict()
+            key = run_key(config, opts)
+            if key in keys:
+                labels = {n: v["label"] for n, v in zip(names, combo, strict=True)}
+                raise ConfigError(f"{spec.source}: two grid points give the same run "
+                                  f"({labels}, seed {seed}); make the axes differ")
+            keys.add(key)
+            jobs.append({"key": key, "study": spec.name, "seed": seed, "config": config,
+                         "options": opts,
+                         "axes": {n: v["label"] for n, v in zip(names, combo, strict=True)}})
+    return jobs
+
+
+class ResultStore:
+    """The append-only ``results.jsonl`` of a study folder (see the module docstring)."""
+
+    def __init__(self, folder):
+        self.path = Path(folder) / RESULTS
+        self.rows: dict[str, dict] = {}
+        self.dropped = 0
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        try:
+            data = self.path.read_bytes()
+        except OSError as e:
+            raise OutputError(f"cannot read {self.path}: {e.strerror or e}") from e
+        lines = data.split(b"\n")
+        complete, tail = lines[:-1], lines[-1]  # tail: b"" unless the last line is torn
+        good: list[bytes] = []
+        for line in complete:
+            try:
+                row = json.loads(line)
+                key = row["key"]
+            except (ValueError, KeyError, TypeError):
+                self.dropped += 1
+                continue
+            if key not in self.rows:
+                self.rows[key] = row
+                good.append(line)
+            else:
+                self.dropped += 1
+        if tail.strip():
+            self.dropped += 1
+        if self.dropped:  # rewrite without torn or repeated lines before appending again
+            atomic_write_text(self.path, b"".join(g + b"\n" for g in good).decode())
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.rows
+
+    def append(self, row: dict) -> None:
+        """Save one finished run durably (one line, flushed and fsync'ed); ignore repeats."""
+        if row["key"] in self.rows:
+            return
+        line = (json.dumps(row, allow_nan=False, separators=(",", ":")) + "\n").encode()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise OutputError(f"cannot append to {self.path}: {e.strerror or e}") from e
+        self.rows[row["key"]] = row
+
+
+def _local(jobs: list[dict], workers: int) -> Iterable[dict]:
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield execute(job)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)),
+                               mp_context=mp.get_context("spawn"),
+                               initializer=_watch_parent, initargs=(os.getpid(),))
+    finished = False
+    try:
+        pending = {pool.submit(execute, job) for job in jobs}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield fut.result()
+        finished = True
+    finally:
+        if not finished:  # error or interrupt: stop the runs in flight too
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+        pool.shutdown(wait=finished, cancel_futures=True)
+
+
+def _watch_parent(parent: int) -> None:
+    """In a worker: exit as soon as the study process is gone (e.g. killed with SIGKILL)."""
+    import threading
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _dask(jobs: list[dict], address: str) -> Iterable[dict]:
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError:
+        raise ConfigError("--dask-scheduler needs dask and distributed: "
+                          "pip install 'gammabeta[dask]'") from None
+    with Client(address, set_as_default=False) as client:
+        futures = [client.submit(execute, job, pure=False) for job in jobs]
+        try:
+            for fut in as_completed(futures, loop=client.loop):
+                yield fut.result()
+        finally:
+            client.cancel(futures)
+
+
+def execute_jobs(jobs: list[dict], workers: int = 1,
+                 dask_scheduler: str | None = None) -> Iterable[dict]:
+    """Yield the rows of ``jobs`` as they finish, on the chosen executor."""
+    if dask_scheduler:
+        return _dask(jobs, dask_scheduler)
+    return _local(jobs, workers)
+
+
+def _prepare_data(jobs: list[dict]) -> None:
+    """Load each dataset once here so parallel workers find it cached (MNIST-1D generation)."""
+    from ..data.registry import load_dataset
+
+    seen = set()
+    for job in jobs:
+        c = job["config"]
+        k = (c["data"], c["data_dir"], c["download"])
+        if k not in seen:
+            seen.add(k)
+            load_dataset(c["data"], data_dir=c["data_dir"], download=c["download"],
+                         seed=c["seed"])
+
+
+def run_study(spec: StudySpec, out, workers: int | None = None,
+              dask_scheduler: str | None = None, progress: bool = True, command: str = "",
+              on_result: Callable[[dict], None] | None = None, report: bool = True) -> dict:
+    """Run (or resume) ``spec`` into folder ``out``; write results and the report.
+
+    Returns ``{"rows": rows in grid order, "ran": runs executed now, "skipped": runs found
+    already finished, "seconds": wall time, "outputs": files written}``.
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    jobs = expand(spec)
+    store = ResultStore(out)
+    atomic_write_text(out / "study.json", json.dumps(spec.to_dict(), indent=2) + "\n")
+    pending = [j for j in jobs if j["key"] not in store]
+    skipped = len(jobs) - len(pending)
+    if pending:
+        _prepare_data(pending)
+    workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), initial=skipped, desc=spec.name, unit="run",
+                   file=sys.stderr, dynamic_ncols=True)
+    try:
+        for row in execute_jobs(pending, workers, dask_scheduler):
+            store.append(row)
+            if on_result is not None:
+                on_result(row)
+            if bar is not None:
+                bar.update(1)
+                if row.get("test_accuracy") is not None:
+                    bar.set_postfix(last=f"{100 * row['test_accuracy']:.1f}%")
+    finally:
+        if bar is not None:
+            bar.close()
+    # labels come from the current spec: a run saved under older axis names is still this run
+    rows = [{**store.rows[j["key"]], "axes": j["axes"]} for j in jobs]
+    outputs = []
+    if report:
+        from .report import write_outputs
+
+        outputs = write_outputs(spec, rows, out, command=command)
+    return {"rows": rows, "ran": len(pending), "skipped": skipped,
+            "seconds": time.perf_counter() - t0, "outputs": outputs}
