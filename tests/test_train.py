@@ -142,3 +142,20 @@ def test_cli_reports_bad_input_with_exit_code_2(tmp_path, capsys):
                "--quiet", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert rc == 2 and "unknown initializer 'bogus'" in err and "dcgan" in err
+
+
+def test_cli_diagnostics_records_every_layer(npz_data, tmp_path):
+    out = tmp_path / "diag"
+    rc = main(["train", "--data", str(npz_data), "--hidden", "8,8", "--epochs", "2", "--quiet",
+               "--out", str(out), "--diagnostics", "--diagnostics-every", "3"])
+    assert rc == 0
+    d = json.loads((out / "diagnostics.json").read_text())
+    steps_per_epoch = 320 // 100 + 1  # 400 samples, 80 held out, batch 100, last batch of 20
+    assert d["steps"] == list(range(3, 2 * steps_per_epoch + 1, 3))
+    assert {"0", "1", "2"} <= set(d["activations"])  # Linear, BatchNorm1d, ReLU
+    assert all(len(v) == len(d["steps"]) for v in d["activations"]["1"].values())
+    bn_out = d["activations"]["1"]
+    # BN output: per channel mean β and std γ, both near their init (0, 1) after a few steps
+    assert all(abs(m) < 0.2 for m in bn_out["mean"])
+    assert all(0.5 < s < 1.5 for s in bn_out["std"])
+    assert all(g > 0 for g in d["grad_norms"]["0.weight"])

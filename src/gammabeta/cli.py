@@ -61,6 +61,11 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="also save the training state every N steps (always: every epoch)")
     g.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the run whose output folder is DIR (other options ignored)")
+    p.add_argument("--diagnostics", action="store_true",
+                   help="record per-layer activation statistics and gradient norms into "
+                        "DIR/diagnostics.json")
+    p.add_argument("--diagnostics-every", type=int, default=10, metavar="N",
+                   help="with --diagnostics: record every N steps (default 10)")
     p.add_argument("--out", default=None, help="output folder (default runs/DATA-MODEL-seedN)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -157,11 +162,13 @@ class _StopOnSigint:
 
 
 def train_and_save(cfg, out: Path, quiet: bool = False, resume: bool = False,
-                   checkpoint_every: int | None = None, initial_epoch: int = 0):
+                   checkpoint_every: int | None = None, initial_epoch: int = 0,
+                   diagnostics_every: int | None = None):
     """Run one training and write metrics.json, model.safetensors and curves.png into ``out``.
 
     The full training state goes to ``out/train_state.safetensors`` after every epoch (and
-    every ``checkpoint_every`` steps), so ``gammabeta train --resume out`` can continue.
+    every ``checkpoint_every`` steps), so ``gammabeta train --resume out`` can continue. With
+    ``diagnostics_every`` per-layer statistics go to ``out/diagnostics.json``.
     """
     from .experiment import run
     from .io import atomic_write_text, save_checkpoint
@@ -173,13 +180,27 @@ def train_and_save(cfg, out: Path, quiet: bool = False, resume: bool = False,
         raise OutputError(f"cannot use {out} as the output folder: {e.strerror or e}") from e
     prog = _Progress(f"{Path(str(cfg.data)).name}/{cfg.model} seed {cfg.seed}", not quiet,
                      initial_epoch)
+    diag: list = []
+
+    def on_model(model):
+        if diagnostics_every:
+            from .diagnostics import attach
+
+            diag.append(attach(model))
+
+    def on_step(step, loss):
+        if diag and step % diagnostics_every == 0:
+            diag[0].record_step(step)
+
     try:
         with _StopOnSigint() as stop:
-            result = run(cfg, on_epoch=prog.on_epoch, on_start=prog.on_start,
-                         state_path=out / STATE_FILE, resume=resume,
+            result = run(cfg, on_epoch=prog.on_epoch, on_start=prog.on_start, on_step=on_step,
+                         state_path=out / STATE_FILE, resume=resume, on_model=on_model,
                          checkpoint_every=checkpoint_every, should_stop=lambda: stop.requested)
     finally:
         prog.close()
+        if diag:
+            diag[0].save(out / "diagnostics.json")
     metrics = result.metrics()
     meta = {"format": "gammabeta-checkpoint-1", "gammabeta_version": __version__,
             "config": json.dumps(result.config.to_dict()),
@@ -221,7 +242,8 @@ def cmd_train(a) -> int:
         out = Path(a.out or f"runs/{Path(str(cfg.data)).stem}-{cfg.model}-seed{cfg.seed}")
     try:
         result = train_and_save(cfg, out, a.quiet, resume=bool(a.resume),
-                                checkpoint_every=a.checkpoint_every, initial_epoch=initial)
+                                checkpoint_every=a.checkpoint_every, initial_epoch=initial,
+                                diagnostics_every=a.diagnostics_every if a.diagnostics else None)
     except TrainingInterrupted as e:
         print(f"gammabeta: {e}; training state saved in {out / STATE_FILE}\n"
               f"resume with: gammabeta train --resume {out}", file=sys.stderr)

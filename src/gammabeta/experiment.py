@@ -158,10 +158,12 @@ def make_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
 
 def run(cfg: TrainConfig, on_step: Callable | None = None, on_epoch: Callable | None = None,
         dataset=None, on_start: Callable | None = None, state_path=None, resume: bool = False,
-        checkpoint_every: int | None = None, should_stop: Callable | None = None) -> RunResult:
+        checkpoint_every: int | None = None, should_stop: Callable | None = None,
+        on_model: Callable | None = None) -> RunResult:
     """Train one model as ``cfg`` says and evaluate it on the test split.
 
-    ``on_start(resolved_config, dataset)`` is called once the data is loaded. With
+    ``on_start(resolved_config, dataset)`` is called once the data is loaded and
+    ``on_model(model)`` once the model is built (e.g. to attach diagnostics). With
     ``state_path`` the full training state is saved there (atomically) after every epoch,
     every ``checkpoint_every`` steps and on a requested stop; ``resume=True`` continues from
     it, ending bit-identical to an uninterrupted run.
@@ -181,6 +183,8 @@ def run(cfg: TrainConfig, on_step: Callable | None = None, on_epoch: Callable | 
     loop = None
     if resume:
         loop, _ = load_training_state(state_path, model, opt, sched)
+    if on_model is not None:
+        on_model(model)
     checkpoint = None
     if state_path is not None:
         def checkpoint(state):
