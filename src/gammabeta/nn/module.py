@@ -8,14 +8,22 @@ separate dictionaries, so an optimizer can never touch a running mean.
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 from collections.abc import Iterator
 
 import numpy as np
 
-from ..backend import is_floating, namespace
-from ..errors import DTypeError, NonFiniteError, StateDictError
+from ..backend import is_floating
+from ..errors import StateDictError
+from .mode import (  # noqa: F401  (re-exported: layers import them from here)
+    check_finite,
+    check_float_input,
+    detect_anomaly,
+    is_anomaly_enabled,
+    is_grad_enabled,
+    no_grad,
+    set_detect_anomaly,
+)
 
 __all__ = [
     "Parameter",
@@ -27,48 +35,6 @@ __all__ = [
     "set_detect_anomaly",
     "is_anomaly_enabled",
 ]
-
-_GRAD_ENABLED = True
-_ANOMALY = False
-
-
-@contextlib.contextmanager
-def no_grad():
-    """Within this block layers keep no cache for backward (inference: less memory, faster)."""
-    global _GRAD_ENABLED
-    prev, _GRAD_ENABLED = _GRAD_ENABLED, False
-    try:
-        yield
-    finally:
-        _GRAD_ENABLED = prev
-
-
-def is_grad_enabled() -> bool:
-    """True unless inside :func:`no_grad`."""
-    return _GRAD_ENABLED
-
-
-def set_detect_anomaly(mode: bool) -> None:
-    """Check every layer's input and output for NaN/inf and raise :class:`NonFiniteError`."""
-    global _ANOMALY
-    _ANOMALY = bool(mode)
-
-
-def is_anomaly_enabled() -> bool:
-    """True while non-finite checking is on."""
-    return _ANOMALY
-
-
-@contextlib.contextmanager
-def detect_anomaly():
-    """Context manager: non-finite checks on (like ``torch.autograd.detect_anomaly``)."""
-    prev = _ANOMALY
-    set_detect_anomaly(True)
-    try:
-        yield
-    finally:
-        set_detect_anomaly(prev)
-
 
 class Parameter:
     """A trainable array: ``.data`` holds the values, ``.grad`` the accumulated gradient."""
@@ -322,11 +288,12 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__}.backward is not implemented")
 
     def __call__(self, x):
-        if _ANOMALY:
-            _check_finite(self, x, "input")
+        anomaly = is_anomaly_enabled()
+        if anomaly:
+            check_finite(self, x, "input")
         y = self.forward(x)
-        if _ANOMALY:
-            _check_finite(self, y, "output")
+        if anomaly:
+            check_finite(self, y, "output")
         for hook in tuple(self._forward_hooks.values()):
             hook(self, x, y)
         return y
@@ -375,36 +342,6 @@ class _HookHandle:
 
     def remove(self) -> None:
         self._hooks.pop(self._key, None)
-
-
-def _check_finite(layer: Module, a, what: str) -> None:
-    xp = namespace(a)
-    if isinstance(a, np.ndarray) and is_floating(a.dtype) and not xp.isfinite(a).all():
-        bad = np.argwhere(~np.isfinite(a))[0]
-        raise NonFiniteError(
-            f"{layer.describe()}: non-finite {what} at index {tuple(int(i) for i in bad)} "
-            f"(value {a[tuple(bad)]}); expected finite numbers"
-        )
-
-
-def check_float_input(layer: Module, x, min_ndim: int | None = None, ndims=None):
-    """Refuse non-arrays, integer/bool/complex dtypes and wrong ranks with a clear error."""
-    if not hasattr(x, "dtype") or not hasattr(x, "shape"):
-        raise DTypeError(
-            f"{layer.describe()}: got {type(x).__name__}, expected a floating-point array"
-        )
-    if not is_floating(x.dtype):
-        raise DTypeError(
-            f"{layer.describe()}: got an array of dtype {x.dtype}, expected a floating-point "
-            f"array; convert it explicitly, e.g. x.astype(numpy.float32)"
-        )
-    if ndims is not None and x.ndim not in ndims:
-        from ..errors import ShapeError
-
-        want = " or ".join(f"{d}-D" for d in ndims)
-        raise ShapeError(f"{layer.describe()}: got a {x.ndim}-D input of shape {x.shape}, "
-                         f"expected {want}")
-    return x
 
 
 class Sequential(Module):

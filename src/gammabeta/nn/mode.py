@@ -1,0 +1,83 @@
+"""Global switches (no_grad, anomaly detection) and the input checks every layer shares."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from ..backend import is_floating, namespace
+from ..errors import DTypeError, NonFiniteError, ShapeError
+
+__all__ = ["no_grad", "is_grad_enabled", "detect_anomaly", "set_detect_anomaly",
+           "is_anomaly_enabled", "check_finite", "check_float_input"]
+
+_GRAD_ENABLED = True
+_ANOMALY = False
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Within this block layers keep no cache for backward (inference: less memory, faster)."""
+    global _GRAD_ENABLED
+    prev, _GRAD_ENABLED = _GRAD_ENABLED, False
+    try:
+        yield
+    finally:
+        _GRAD_ENABLED = prev
+
+
+def is_grad_enabled() -> bool:
+    """True unless inside :func:`no_grad`."""
+    return _GRAD_ENABLED
+
+
+def set_detect_anomaly(mode: bool) -> None:
+    """Check every layer's input and output for NaN/inf and raise :class:`NonFiniteError`."""
+    global _ANOMALY
+    _ANOMALY = bool(mode)
+
+
+def is_anomaly_enabled() -> bool:
+    """True while non-finite checking is on."""
+    return _ANOMALY
+
+
+@contextlib.contextmanager
+def detect_anomaly():
+    """Context manager: non-finite checks on (like ``torch.autograd.detect_anomaly``)."""
+    prev = _ANOMALY
+    set_detect_anomaly(True)
+    try:
+        yield
+    finally:
+        set_detect_anomaly(prev)
+
+
+def check_finite(layer, a, what: str) -> None:
+    """Raise NonFiniteError naming ``layer`` and the first bad index if ``a`` has NaN/inf."""
+    xp = namespace(a)
+    if isinstance(a, np.ndarray) and is_floating(a.dtype) and not xp.isfinite(a).all():
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise NonFiniteError(
+            f"{layer.describe()}: non-finite {what} at index {tuple(int(i) for i in bad)} "
+            f"(value {a[tuple(bad)]}); expected finite numbers"
+        )
+
+
+def check_float_input(layer, x, min_ndim: int | None = None, ndims=None):
+    """Refuse non-arrays, integer/bool/complex dtypes and wrong ranks with a clear error."""
+    if not hasattr(x, "dtype") or not hasattr(x, "shape"):
+        raise DTypeError(
+            f"{layer.describe()}: got {type(x).__name__}, expected a floating-point array"
+        )
+    if not is_floating(x.dtype):
+        raise DTypeError(
+            f"{layer.describe()}: got an array of dtype {x.dtype}, expected a floating-point "
+            f"array; convert it explicitly, e.g. x.astype(numpy.float32)"
+        )
+    if ndims is not None and x.ndim not in ndims:
+        want = " or ".join(f"{d}-D" for d in ndims)
+        raise ShapeError(f"{layer.describe()}: got a {x.ndim}-D input of shape {x.shape}, "
+                         f"expected {want}")
+    return x
