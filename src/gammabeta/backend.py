@@ -6,9 +6,13 @@ Layers never reach for a global ``np``: they ask ``xp = namespace(x)`` and do th
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import numpy
 
-__all__ = ["namespace", "to_numpy", "compute_dtype", "is_floating"]
+__all__ = ["namespace", "to_numpy", "compute_dtype", "is_floating", "kernels", "set_jit",
+           "jit_mode", "jit", "kernel_info", "accumulate_new"]
 
 
 def namespace(*arrays):
@@ -39,6 +43,19 @@ def is_floating(dtype) -> bool:
     return numpy.issubdtype(dtype, numpy.floating)
 
 
+def accumulate_new(param, g) -> None:
+    """``param.accumulate(g)`` for a gradient array ``g`` that nothing else references.
+
+    On the first accumulation ``g`` itself becomes ``param.grad`` (``Parameter.accumulate``
+    would copy it); afterwards it is added as usual.
+    """
+    if param.requires_grad and param.grad is None and g.dtype == param.data.dtype \
+            and g.shape == param.data.shape:
+        param.grad = g
+    else:
+        param.accumulate(g)
+
+
 def erf(x):
     """Elementwise error function in the array's own namespace (used by exact GELU)."""
     xp = namespace(x)
@@ -49,3 +66,77 @@ def erf(x):
     import cupyx.scipy.special  # pragma: no cover
 
     return cupyx.scipy.special.erf(x)  # pragma: no cover
+
+
+# ----- optional JIT kernels (Numba), a NumPy-only fast path --------------------------------------
+# Mode: "auto" (default: kernels for arrays of at least KERNEL_MIN_SIZE elements when numba is
+# installed), "force" (kernels for every size: lets tests run the JIT path on small arrays) or
+# "off" (pure NumPy). Set with the environment variable GAMMABETA_JIT (0/off, 1/auto, force) or
+# set_jit()/jit(). Every kernel has a NumPy twin computing the same formulas.
+KERNEL_MIN_SIZE = 4096
+_MODES = {"0": "off", "off": "off", "false": "off", "no": "off", "1": "auto", "auto": "auto",
+          "on": "auto", "true": "auto", "yes": "auto", "force": "force", "always": "force"}
+_jit_mode = _MODES.get(os.environ.get("GAMMABETA_JIT", "auto").strip().lower(), "auto")
+_kernel_module = None  # None: not tried yet; False: unavailable
+
+
+def set_jit(mode) -> str:
+    """Set the JIT mode ("auto", "force", "off"; also True/False); returns the previous one."""
+    global _jit_mode
+    key = {True: "auto", False: "off"}.get(mode, mode) if isinstance(mode, bool) else mode
+    new = _MODES.get(str(key).strip().lower())
+    if new is None:
+        from .errors import ConfigError
+
+        raise ConfigError(f"set_jit: mode={mode!r}; expected 'auto', 'force' or 'off'")
+    prev, _jit_mode = _jit_mode, new
+    return prev
+
+
+def jit_mode() -> str:
+    """The current JIT mode: "auto", "force" or "off"."""
+    return _jit_mode
+
+
+@contextlib.contextmanager
+def jit(mode):
+    """Context manager: run the block with JIT mode ``mode`` ("auto", "force", "off")."""
+    prev = set_jit(mode)
+    try:
+        yield
+    finally:
+        set_jit(prev)
+
+
+def _load_kernels():
+    global _kernel_module
+    if _kernel_module is None:
+        try:
+            from .nn import _kernels
+
+            _kernel_module = _kernels
+        except ImportError:  # numba not installed: the NumPy path
+            _kernel_module = False
+    return _kernel_module or None
+
+
+def kernels(xp, size: int):
+    """The compiled-kernel module for a NumPy computation on ``size`` elements, or ``None``."""
+    if xp is not numpy or _jit_mode == "off":
+        return None
+    if _jit_mode == "auto" and size < KERNEL_MIN_SIZE:
+        return None
+    return _load_kernels()
+
+
+def kernel_info() -> str:
+    """A one-line description of the kernel path in use (for benchmarks and bug reports)."""
+    if _jit_mode == "off":
+        return "NumPy only (GAMMABETA_JIT=off)"
+    mod = _load_kernels()
+    if mod is None:
+        return "NumPy only (numba not installed)"
+    import numba
+
+    return (f"numba {numba.__version__} kernels for BatchNorm ({_jit_mode}; "
+            f"reductions on {mod.threads()} threads from {mod.PARALLEL_MIN} elements)")

@@ -22,17 +22,24 @@ class _Elementwise(Module):
         return y
 
     def backward(self, dy):
-        return self._df(dy, self._saved())
+        saved = self._saved()
+        self._cache = None  # backward consumes the cache (PyTorch frees saved tensors)
+        return self._df(dy, saved)
 
 
 class ReLU(_Elementwise):
-    """max(x, 0); derivative 1 where x > 0, else 0 (PyTorch's convention at 0)."""
+    """max(x, 0); derivative 1 where x > 0, else 0 (PyTorch's convention at 0).
+
+    Like PyTorch, the backward pass keeps the output (which the next layer holds anyway)
+    rather than a mask: y > 0 exactly where x > 0.
+    """
 
     def _f(self, x):
-        return namespace(x).maximum(x, 0), x > 0
+        y = namespace(x).maximum(x, 0)
+        return y, y
 
-    def _df(self, dy, mask):
-        return dy * mask
+    def _df(self, dy, y):
+        return namespace(dy).multiply(dy, y > 0)
 
 
 class LeakyReLU(_Elementwise):

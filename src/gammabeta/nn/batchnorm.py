@@ -30,10 +30,28 @@ so Σ dx = 0 and Σ dx · x̂ = 0 over each channel. In evaluation the statistic
 ``dx = dy · γ / √(running_var + ε)``.
 
 Statistics are computed in float32 or wider (float16 inputs work; the output keeps the input's
-dtype), with a shifted two-pass algorithm: the first sample of each channel is subtracted before
-the mean, so inputs with a large common offset (1e4 and beyond) keep their precision; E[x²] − E[x]²
-is never used. Defaults: ``eps=1e-5``, ``momentum=0.1``, γ = 1 (``gamma_init="ones"``),
-β = 0 (``beta_init="zeros"``), ``running_mean`` = 0, ``running_var`` = 1.
+dtype), with a shifted two-pass algorithm: the first sample ``K`` of each channel is subtracted
+before the mean, so inputs with a large common offset (1e4 and beyond) keep their precision;
+E[x²] − E[x]² is never used. Sums are accumulated in float64 (short partial sums, along one
+row of a channel, in the compute dtype). Defaults: ``eps=1e-5``,
+``momentum=0.1``, γ = 1 (``gamma_init="ones"``), β = 0 (``beta_init="zeros"``),
+``running_mean`` = 0, ``running_var`` = 1.
+
+Implementation (speed without changing the formulas). The input is viewed as ``(N, C, L)``
+and every per-channel quantity is written in terms of ``x − K`` and ``d = μ − K``::
+
+    y  = ((x − K) − d) · (γ / √(σ² + ε)) + β
+    dx = a · dy + b · ((x − K) − d) + c        a = γ/√(σ²+ε),  b = −a · Σ(dy·x̂) / (m √(σ²+ε)),
+                                               c = −a · Σdy / m
+
+so a training step touches memory in four passes — statistics (read x), output (read x, write
+y), the two backward sums (read x, dy), dx (read x, dy, write dx). Forward caches a reference
+to ``x`` (as PyTorch does) instead of a new x̂, and backward releases it (a second backward
+needs a new forward, as in PyTorch). With Numba installed, each pass is one compiled loop
+(:mod:`gammabeta.nn._kernels`, chosen by :func:`gammabeta.backend.kernels`; the statistics are
+then two-pass per cache-sized block of samples, merged exactly with Chan et al.'s formula);
+otherwise (or with ``GAMMABETA_JIT=off``) the same formulas run as NumPy array operations
+(global two-pass statistics, BLAS GEMV sums, one temporary of the input's size).
 """
 
 from __future__ import annotations
@@ -41,7 +59,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import init
-from ..backend import compute_dtype, namespace
+from ..backend import compute_dtype, kernels, namespace
 from ..errors import ConfigError, ShapeError
 from .module import Module, Parameter, check_float_input, is_grad_enabled
 
@@ -125,41 +143,45 @@ class _BatchNorm(Module):
         self._check_input(x)
         xp = namespace(x)
         c = self.num_features
-        axes = (0,) + tuple(range(2, x.ndim))
-        bshape = (1, c) + (1,) * (x.ndim - 2)
         cdt = compute_dtype(np.result_type(x.dtype, self._param_dtype()))
-        m = x.size // c
+        n = x.shape[0]
+        x3 = x.astype(cdt, copy=False).reshape(n, c, -1)  # (N, C, L): L = positions (or 1)
+        m = x3.shape[0] * x3.shape[2]
         use_batch = self.training or not self.track_running_stats
-        xf = x.astype(cdt, copy=False)
+        kern = _kernels_for(xp, x3)
         if use_batch:
             if m <= 1:
                 raise ShapeError(f"{self.describe()}: expected more than 1 value per channel "
                                  f"when training, got input of shape {x.shape}")
-            # shifted two-pass statistics: subtract one sample per channel first (stable with
-            # large offsets), then the mean of the shifted data, then the biased variance
-            shift = xf[(0, slice(None)) + (0,) * (x.ndim - 2)].reshape(bshape)
-            xc = xf - shift
-            dmean = xc.mean(axis=axes, keepdims=True)
-            xc -= dmean
-            var = (xc * xc).mean(axis=axes)
-            mean = (shift + dmean).reshape(c)
+            if kern is not None:
+                k, d, var = kern.bn_stats(x3)
+                y3 = None
+            else:
+                k, d, var, y3 = _stats(xp, x3)
             if self.training and self.track_running_stats:
-                self._update_running(mean, var, m)
+                self._update_running(k, d, var, m, kern)
         else:
-            mean = self.running_mean.astype(cdt, copy=False)
-            var = self.running_var.astype(cdt, copy=False)
-            xc = xf - mean.reshape(bshape)
-        inv_std = 1.0 / xp.sqrt(var + cdt.type(self.eps))
-        xhat = xc
-        xhat *= inv_std.reshape(bshape)
-        if self.affine:
-            y = xhat * self.weight.data.astype(cdt, copy=False).reshape(bshape)
-            y += self.bias.data.astype(cdt, copy=False).reshape(bshape)
+            k = self.running_mean.astype(cdt)
+            d = None  # x − running_mean directly
+            var = self.running_var.astype(np.float64)
+            y3 = None
+        inv_std = 1.0 / xp.sqrt(var + self.eps)  # float64, shape (C,)
+        if kern is not None:
+            w, b = self._affine_params(xp)
+            y3 = kern.bn_normalize(x3, k, xp.zeros(c) if d is None else d, inv_std, w, b,
+                                   xp.empty_like(x3))
         else:
-            y = xhat.copy()
-        self._cache = (xhat, inv_std, use_batch, m, axes, bshape, x.dtype) \
+            scale = inv_std if not self.affine else self.weight.data * inv_std
+            y3 = _affine(xp, x3, k, d, scale, self.bias.data if self.affine else None, out=y3)
+        self._cache = (x3, k, d, inv_std, use_batch, m, x.shape, x.dtype) \
             if is_grad_enabled() else None
-        return y.astype(x.dtype, copy=False)
+        return y3.reshape(x.shape).astype(x.dtype, copy=False)
+
+    def _affine_params(self, xp):
+        """(γ, β), or ones and zeros without ``affine``."""
+        if self.affine:
+            return self.weight.data, self.bias.data
+        return xp.ones(self.num_features), xp.zeros(self.num_features)
 
     def _param_dtype(self):
         if self.affine:
@@ -168,41 +190,126 @@ class _BatchNorm(Module):
             return self.running_mean.dtype
         return np.float32
 
-    def _update_running(self, mean, var, m: int) -> None:
+    def _update_running(self, k, d, var, m: int, kern=None) -> None:
+        """running_mean ← (1 − α) running_mean + α (K + d); running_var likewise with the
+        unbiased variance var · m / (m − 1)."""
         self.num_batches_tracked = np.asarray(self.num_batches_tracked + 1, dtype=np.int64)
         if self.momentum is None:
             alpha = 1.0 / float(self.num_batches_tracked)
         else:
             alpha = float(self.momentum)
-        unbiased = var * (m / (m - 1))
         rm, rv = self.running_mean, self.running_var
+        if kern is not None and isinstance(rm, np.ndarray) and isinstance(rv, np.ndarray):
+            kern.running_update(rm, rv, k, d, var, alpha, m / (m - 1))
+            return
+        mean = k.astype(np.float64) + d
         rm[...] = (1 - alpha) * rm + alpha * mean
-        rv[...] = (1 - alpha) * rv + alpha * unbiased
+        rv[...] = (1 - alpha) * rv + alpha * (var * (m / (m - 1)))
 
     # ----- backward --------------------------------------------------------------------------
     def backward(self, dy):
-        xhat, inv_std, use_batch, m, axes, bshape, in_dtype = self._saved()
-        if dy.shape != xhat.shape:
+        x3, k, d, inv_std, use_batch, m, shape, in_dtype = self._saved()
+        if tuple(dy.shape) != tuple(shape):
             raise ShapeError(f"{self.describe()}.backward: got dy of shape {dy.shape}, "
-                             f"expected {xhat.shape}")
-        dyf = dy.astype(xhat.dtype, copy=False)
-        dbeta = dyf.sum(axis=axes)
-        dgamma = (dyf * xhat).sum(axis=axes)
+                             f"expected {shape}")
+        self._cache = None  # backward consumes the cache (PyTorch frees saved tensors)
+        xp = namespace(dy)
+        dy3 = dy.astype(x3.dtype, copy=False).reshape(x3.shape)
+        kern = _kernels_for(xp, x3)
+        if kern is not None and not dy3.flags.c_contiguous:
+            dy3 = np.ascontiguousarray(dy3)
+        if kern is not None:
+            if d is None:
+                d = xp.zeros(x3.shape[1])
+            sdy, sdx = kern.bn_backward_sums(x3, dy3, k, d)
+            self._accumulate(sdy, sdx * inv_std)
+            w, _ = self._affine_params(xp)
+            dx3 = kern.bn_backward_dx(x3, dy3, k, d, inv_std, w, sdy, sdx, m, use_batch,
+                                      xp.empty_like(x3))
+            return dx3.reshape(shape).astype(in_dtype, copy=False)
+        xc = _centered(xp, x3, k, d)
+        sdy, sdx = _chan_sum(xp, dy3), _chan_dot(xp, dy3, xc)
+        dgamma = sdx * inv_std  # Σ dy · x̂
+        self._accumulate(sdy, dgamma)
+        g = self.weight.data * inv_std if self.affine else inv_std  # float64
+        if use_batch:  # dx = g · (dy − Σdy/m − x̂ · Σ(dy·x̂)/m), x̂ = (x − μ) · inv_std
+            dx3 = xc
+            dx3 *= _col(-g * inv_std * dgamma / m, x3.dtype)
+            dx3 += _col(-g * sdy / m, x3.dtype)
+            dx3 += dy3 * _col(g, x3.dtype)
+        else:  # statistics are constants: dx = g · dy
+            dx3 = dy3 * _col(g, x3.dtype)
+        return dx3.reshape(shape).astype(in_dtype, copy=False)
+
+    def _accumulate(self, dbeta, dgamma) -> None:
         if self.affine:
             self.weight.accumulate(dgamma)
             self.bias.accumulate(dbeta)
-            g = self.weight.data.astype(xhat.dtype, copy=False) * inv_std
-        else:
-            g = inv_std
-        if use_batch:
-            dx = xhat * (dgamma / m).reshape(bshape)
-            dx += (dbeta / m).reshape(bshape)
-            xp = namespace(dyf)
-            dx = xp.subtract(dyf, dx, out=dx)
-            dx *= g.reshape(bshape)
-        else:
-            dx = dyf * g.reshape(bshape)
-        return dx.astype(in_dtype, copy=False)
+
+
+# ----- the NumPy path (any array namespace); the Numba kernels compute the same formulas ------
+def _kernels_for(xp, x3):
+    """The Numba kernel module when it applies to ``x3`` (NumPy, float32/64, C-contiguous)."""
+    if x3.dtype not in (np.float32, np.float64) or not x3.flags.c_contiguous:
+        return None
+    return kernels(xp, x3.size)
+
+
+def _col(v, dtype):
+    """A per-channel vector as a ``(1, C, 1)`` array of ``dtype`` (broadcasts over (N, C, L))."""
+    return v.astype(dtype, copy=False).reshape(1, -1, 1)
+
+
+def _chan_sum(xp, a):
+    """Σ over N and L of an (N, C, L) array, per channel, float64 (BLAS for the long axes)."""
+    n, c, length = a.shape
+    if length == 1:
+        return (xp.ones(n, dtype=a.dtype) @ a.reshape(n, c)).astype(np.float64)
+    rows = a @ xp.ones(length, dtype=a.dtype)  # (N, C): one GEMV over the contiguous rows
+    return rows.sum(axis=0, dtype=np.float64)
+
+
+def _chan_dot(xp, a, b):
+    """Σ over N and L of a·b per channel, float64, without an (N, C, L) temporary."""
+    if a.shape[2] == 1:
+        return xp.einsum("nc,nc->c", a[:, :, 0], b[:, :, 0]).astype(np.float64)
+    if hasattr(xp, "vecdot"):
+        rows = xp.vecdot(a, b)
+    else:  # pragma: no cover - namespaces without vecdot
+        rows = xp.einsum("ncl,ncl->nc", a, b)
+    return rows.sum(axis=0, dtype=np.float64)
+
+
+def _centered(xp, x3, k, d, out=None):
+    """``(x − K) − d``: x minus its mean, computed without rounding away a large offset."""
+    xc = xp.subtract(x3, _col(k, x3.dtype), out=out)
+    if d is not None:
+        xc -= _col(d, x3.dtype)
+    return xc
+
+
+def _stats(xp, x3):
+    """Shifted two-pass statistics: ``(K, d, var, x − mean)``, ``d = mean − K`` in float64.
+
+    ``K`` is each channel's first value: ``x − K`` is exact for a large common offset, so the
+    mean of the shifted data and then the squared deviations from it keep full precision.
+    """
+    m = x3.shape[0] * x3.shape[2]
+    k = x3[0, :, 0].copy()
+    xc = xp.subtract(x3, _col(k, x3.dtype))
+    d = _chan_sum(xp, xc) / m
+    xc -= _col(d, x3.dtype)
+    var = _chan_dot(xp, xc, xc) / m
+    return k, d, var, xc
+
+
+def _affine(xp, x3, k, d, scale, shift, out=None):
+    """``((x − K) − d) · scale + shift`` per channel (``out`` may already hold ``x − mean``)."""
+    y = _centered(xp, x3, k, d) if out is None else out
+    y *= _col(scale, x3.dtype)
+    if shift is not None:
+        y += _col(shift, x3.dtype)
+    return y
 
 
 class BatchNorm1d(_BatchNorm):

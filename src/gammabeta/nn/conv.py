@@ -1,14 +1,18 @@
-"""Convolutions (PyTorch's cross-correlation) via im2col and one batched GEMM per call.
+"""Convolutions (PyTorch's cross-correlation) via im2col and one GEMM per layer and pass.
 
 Both layers share one 2-D implementation; ``Conv1d`` runs it with H = 1. For an input padded to
-``(N, C, Hp, Wp)`` the columns ``cols[n, (c, i, j), (ho, wo)] = xpad[n, c, ho·sh + i·dh,
-wo·sw + j·dw]`` are read through a strided view and copied once, then::
+``(N, C, Hp, Wp)`` the columns ``cols[g, (c, i, j), (n, ho, wo)] = xpad[n, g·C/G + c,
+ho·sh + i·dh, wo·sw + j·dw]`` are read through a strided view and copied once, laid out so the
+whole batch is one matrix, then::
 
-    y[n, g]  = W[g] @ cols[n, g]                   (G groups, W[g] of shape (O/G, C/G·kh·kw))
-    dW[g]    = Σ_n dy[n, g] @ cols[n, g]ᵀ          db = Σ dy over batch and positions
-    dcols    = W[g]ᵀ @ dy[n, g]                    dx = col2im(dcols): kh·kw strided adds
+    y[:, g]  = W[g] @ cols[g]                      (G groups, W[g] of shape (O/G, C/G·kh·kw))
+    dW[g]    = dy[g] @ cols[g]ᵀ                    db = Σ dy over batch and positions
+    dcols[g] = W[g]ᵀ @ dy[g]                       dx = col2im(dcols): kh·kw strided adds
 
-all groups in one broadcast ``matmul`` (BLAS). Weight layout ``(out, in/groups, *kernel)``.
+with ``dy[g]`` the gradient as ``(O/G, N·Ho·Wo)``: one BLAS GEMM per group (a single one for
+``groups=1``) instead of one per sample. The forward pass keeps only a reference to its input;
+backward rebuilds the columns (one copy) rather than holding them between the passes.
+Weight layout ``(out, in/groups, *kernel)``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .. import init
-from ..backend import namespace
+from ..backend import accumulate_new, namespace
 from ..errors import ConfigError, ShapeError
 from .module import Module, Parameter, check_float_input, is_grad_enabled
 
@@ -150,32 +154,48 @@ class _ConvNd(Module):
         unbatched = x.ndim == self._nd + 1
         if unbatched:
             x = x[None]
-        (kh, kw), (sh, sw), (dh, dw), ((pt, pb), (pl, pr)) = self._geom2d()
         x4 = x[:, :, None, :] if self._nd == 1 else x
-        n, c, h, wd = x4.shape
-        if pt or pb or pl or pr:
-            x4 = xp.pad(x4, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-        hp, wp = x4.shape[2:]
-        ho, wo = _out_size(hp, kh, sh, dh), _out_size(wp, kw, sw, dw)
+        n = x4.shape[0]
+        cols, (ho, wo) = self._im2col(x4, xp)
         g = self.groups
-        kg = c // g * kh * kw
-        # im2col: one copy of the strided windows, laid out (N, G, Kg, P) for the matmul
-        cols = _windows(x4, kh, kw, sh, sw, dh, dw, ho, wo).reshape(n, g, kg, ho * wo)
-        w3 = w.reshape(g, self.out_channels // g, kg)
-        y = xp.matmul(w3, cols).reshape(n, self.out_channels, ho, wo)
+        o = self.out_channels
+        if g == 1:  # one GEMM for the whole batch: (O, Kg) @ (Kg, N·P)
+            y2 = w.reshape(o, -1) @ cols[0]
+        else:
+            y2 = xp.matmul(w.reshape(g, o // g, -1), cols)
+        del cols
+        # (O, N, P) → (N, O, P), the bias added in the same pass
+        yt = y2.reshape(o, n, ho, wo).transpose(1, 0, 2, 3)
+        y = xp.empty((n, o, ho, wo), dtype=y2.dtype)
         if self.bias is not None:
-            y += self.bias.data.reshape(1, -1, 1, 1)
-        if is_grad_enabled():
-            keep = cols if self.weight.requires_grad else None
-            self._cache = (keep, (n, c, h, wd), (hp, wp), (ho, wo), unbatched)
+            xp.add(yt, self.bias.data.reshape(1, -1, 1, 1), out=y)
+        else:
+            y[...] = yt
+        if is_grad_enabled():  # the input (a reference) is all backward needs
+            keep = x4 if self.weight.requires_grad else None
+            self._cache = (keep, x4.shape, (ho, wo), unbatched)
         else:
             self._cache = None
         if self._nd == 1:
             y = y[:, :, 0, :]
         return y[0] if unbatched else y
 
+    def _im2col(self, x4, xp):
+        """``cols[g, (c, i, j), (n, ho, wo)] = xpad[n, g·Cg + c, ho·sh + i·dh, wo·sw + j·dw]``:
+        one copy of the strided windows, laid out for one GEMM per group."""
+        (kh, kw), (sh, sw), (dh, dw), ((pt, pb), (pl, pr)) = self._geom2d()
+        n, c, h, wd = x4.shape
+        xpad = _pad(x4, pt, pb, pl, pr, xp)
+        hp, wp = xpad.shape[2:]
+        ho, wo = _out_size(hp, kh, sh, dh), _out_size(wp, kw, sw, dw)
+        g = self.groups
+        win = _windows(xpad, kh, kw, sh, sw, dh, dw, ho, wo)  # (N, C, kh, kw, ho, wo)
+        win = win.reshape(n, g, c // g, kh, kw, ho, wo).transpose(1, 2, 3, 4, 0, 5, 6)
+        cols = xp.ascontiguousarray(win).reshape(g, c // g * kh * kw, n * ho * wo)
+        return cols, (ho, wo)
+
     def backward(self, dy):
-        cols, (n, c, h, wd), (hp, wp), (ho, wo), unbatched = self._saved()
+        x4, (n, c, h, wd), (ho, wo), unbatched = self._saved()
         xp = namespace(dy)
         w = self.weight.data
         out_shape = (n, self.out_channels) + ((ho, wo) if self._nd == 2 else (wo,))
@@ -184,59 +204,56 @@ class _ConvNd(Module):
         if tuple(dy.shape) != out_shape:
             raise ShapeError(f"{self.describe()}.backward: got dy of shape {dy.shape}, "
                              f"expected {out_shape}")
+        self._cache = None  # backward consumes the cache (PyTorch frees saved tensors)
         (kh, kw), (sh, sw), (dh, dw), ((pt, _), (pl, _)) = self._geom2d()
-        g, og = self.groups, self.out_channels // self.groups
-        kg = c // g * kh * kw
-        dy3 = dy.astype(w.dtype, copy=False).reshape(n, g, og, ho * wo)
-        if self.bias is not None:
-            self.bias.accumulate(dy3.sum(axis=(0, 3)).reshape(-1))
-        if cols is not None:
-            gw = xp.matmul(dy3, cols.swapaxes(-1, -2)).sum(axis=0)  # (G, O/G, Kg)
-            self.weight.accumulate(gw.reshape(w.shape))
-        if sh == 1 and sw == 1:
-            dx = self._dx_transposed(dy3.reshape(n, -1, ho, wo), (h, wd), xp)
-        else:  # dcols = Wᵀ dy, then col2im: add each kernel offset's slab back where it was read
-            dcols = xp.matmul(w.reshape(g, og, kg).swapaxes(-1, -2), dy3)
-            dcols = dcols.reshape(n, c, kh, kw, ho, wo)
-            dxp = xp.zeros((n, c, hp, wp), dtype=w.dtype)
-            for i in range(kh):
-                for j in range(kw):
-                    r0, c0 = i * dh, j * dw
-                    dxp[:, :, r0:r0 + sh * (ho - 1) + 1:sh, c0:c0 + sw * (wo - 1) + 1:sw] += \
-                        dcols[:, :, i, j]
-            dx = dxp[:, :, pt:pt + h, pl:pl + wd]
+        g, o = self.groups, self.out_channels
+        og = o // g
+        # dy as (G, O/G, N·P): the layout of the GEMMs (one copy)
+        dyt = xp.ascontiguousarray(dy.astype(w.dtype, copy=False).reshape(n, o, ho * wo)
+                                   .transpose(1, 0, 2)).reshape(g, og, n * ho * wo)
+        if self.bias is not None and self.bias.requires_grad:
+            ones = xp.ones(n * ho * wo, dtype=dyt.dtype)
+            accumulate_new(self.bias, (dyt.reshape(o, -1) @ ones).astype(w.dtype, copy=False))
+        if x4 is not None:
+            cols, _ = self._im2col(x4, xp)  # recomputed: cheaper than keeping it
+            gw = xp.matmul(dyt, cols.swapaxes(-1, -2))  # (G, O/G, Kg)
+            del cols
+            accumulate_new(self.weight, gw.reshape(w.shape))
+        # dx = col2im(Wᵀ dy), one kernel offset at a time: dcols[(c, i, j)] = W[:, c, i, j]ᵀ dy
+        # (G GEMMs of (C/G, O/G) @ (O/G, N·P)) added straight into dx where that offset read
+        # x: the temporaries stay the size of x instead of kh·kw times it
+        wt = w.reshape(g, og, c // g, kh * kw)
+        dx = xp.zeros((n, c, h, wd), dtype=dyt.dtype)
+        for t in range(kh * kw):
+            i, j = divmod(t, kw)
+            (r0, r1, a0, a1), (q0, q1, b0, b1) = (_taps(i * dh - pt, sh, ho, h),
+                                                  _taps(j * dw - pl, sw, wo, wd))
+            if a0 >= a1 or b0 >= b1:
+                continue  # this offset only ever read padding
+            dc = xp.matmul(wt[..., t].swapaxes(-1, -2), dyt).reshape(c, n, ho, wo)
+            dx[:, :, r0:r1:sh, q0:q1:sw] += dc[:, :, a0:a1, b0:b1].transpose(1, 0, 2, 3)
+            del dc
         if self._nd == 1:
             dx = dx[:, :, 0, :]
-        dx = xp.ascontiguousarray(dx)
         return dx[0] if unbatched else dx
 
-    def _dx_transposed(self, dy4, hw, xp):
-        """Stride 1: dx is dy (shifted by the dilated kernel extent minus the padding) correlated
-        with the flipped kernel, channels swapped within each group — im2col + one matmul."""
-        (kh, kw), _, (dh, dw), ((pt, _), (pl, _)) = self._geom2d()
-        h, wd = hw
-        n, o, ho, wo = dy4.shape
-        g, c = self.groups, self.in_channels
-        eh, ew = dh * (kh - 1), dw * (kw - 1)
-        # rows r of the shifted dy hold dy[r - (eh - pt)]; it needs h + eh rows (w + ew columns)
-        dys = _shift(_shift(dy4, 2, eh - pt, h + eh - ho - (eh - pt), xp),
-                     3, ew - pl, wd + ew - wo - (ew - pl), xp)
-        cols = _windows(dys, kh, kw, 1, 1, dh, dw, h, wd).reshape(n, g, o // g * kh * kw, h * wd)
-        wt = self.weight.data.reshape(g, o // g, c // g, kh, kw)[..., ::-1, ::-1]
-        wt = wt.transpose(0, 2, 1, 3, 4).reshape(g, c // g, o // g * kh * kw)
-        return xp.matmul(wt, cols).reshape(n, c, h, wd)
+
+def _taps(off: int, s: int, n_out: int, n_in: int):
+    """For input rows ``off + s·o`` (outputs ``o < n_out``), the ones inside ``[0, n_in)``:
+    ``(first row, row stop, first output, output stop)``, for slicing with step ``s``."""
+    a0 = max(0, -(off // s))  # the first o with off + s·o >= 0
+    a1 = min(n_out, max(0, -((off - n_in) // s)))  # the first o with off + s·o >= n_in
+    return off + s * a0, off + s * max(a0, a1 - 1) + 1, a0, a1
 
 
-def _shift(a, axis: int, lo: int, hi: int, xp):
-    """Zero-pad (positive) or crop (negative) ``lo``/``hi`` entries at the ends of ``axis``."""
-    sl = [slice(None)] * a.ndim
-    sl[axis] = slice(max(0, -lo), a.shape[axis] - max(0, -hi))
-    a = a[tuple(sl)]
-    if lo > 0 or hi > 0:
-        pads = [(0, 0)] * a.ndim
-        pads[axis] = (max(0, lo), max(0, hi))
-        a = xp.pad(a, pads)
-    return a
+def _pad(a, pt: int, pb: int, pl: int, pr: int, xp):
+    """Zero-pad the last two axes (a plain zeros + copy: much cheaper than ``pad``)."""
+    if not (pt or pb or pl or pr):
+        return a
+    n, c, h, w = a.shape
+    out = xp.zeros((n, c, h + pt + pb, w + pl + pr), dtype=a.dtype)
+    out[:, :, pt:pt + h, pl:pl + w] = a
+    return out
 
 
 class Conv1d(_ConvNd):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import init
+from ..backend import accumulate_new
 from ..errors import ShapeError
 from .module import Module, Parameter, check_float_input, is_grad_enabled
 
@@ -60,10 +61,11 @@ class Linear(Module):
         if dy.shape != x.shape[:-1] + (self.out_features,):
             raise ShapeError(f"{self.describe()}.backward: got dy of shape {dy.shape}, "
                              f"expected {x.shape[:-1] + (self.out_features,)}")
+        self._cache = None  # backward consumes the cache (PyTorch frees saved tensors)
         dy2 = dy.reshape(-1, self.out_features)
         x2 = x.reshape(-1, self.in_features)
         if self.weight.requires_grad:
-            self.weight.accumulate(dy2.T @ x2)
-        if self.bias is not None:
-            self.bias.accumulate(dy2.sum(axis=0))
+            accumulate_new(self.weight, dy2.T @ x2)
+        if self.bias is not None and self.bias.requires_grad:
+            accumulate_new(self.bias, dy2.sum(axis=0))
         return dy @ self.weight.data

@@ -99,8 +99,10 @@ class _Pool(Module):
 class _MaxPool(_Pool):
     def forward(self, x):
         xp = namespace(x)
+        k, s, p = self._geom2d()
+        if s == k and not any(p) and k[0] * k[1] <= 255:
+            return self._forward_tiled(x, xp)
         xpad, hw, out = self._prepare(x, -np.inf)
-        k, s, _ = self._geom2d()
         y = _slab(xpad, 0, 0, s, out).copy()
         arg = xp.zeros(y.shape, dtype=np.int32)
         for o in range(1, k[0] * k[1]):
@@ -108,17 +110,60 @@ class _MaxPool(_Pool):
             better = (v > y) | xp.isnan(v)  # strict: ties keep the first maximum
             y = xp.where(better, v, y)
             arg[better] = o
-        self._cache = (arg, x.shape, hw, out) if is_grad_enabled() else None
+        self._cache = ("strided", arg, x.shape, hw, out) if is_grad_enabled() else None
+        return self._output(x, y)
+
+    def _forward_tiled(self, x, xp):
+        """Non-overlapping windows (stride = kernel, no padding): the windows are a reshape.
+
+        The running maximum ``np.maximum`` (NaN wins, as in PyTorch) and the offset of the
+        selected value, updated where a later value is strictly greater or NaN (PyTorch's
+        rule: ties keep the first maximum), both without ``where``.
+        """
+        x3, hw, out = self._prepare(x, -np.inf)
+        (kh, kw), _, _ = self._geom2d()
+        b = x3.shape[0]
+        win = x3[:, :out[0] * kh, :out[1] * kw].reshape(b, out[0], kh, out[1], kw)
+        y = win[:, :, 0, :, 0].copy()
+        arg = xp.zeros(y.shape, dtype=np.uint8) if kh * kw > 1 else None
+        for o in range(1, kh * kw):
+            v = win[:, :, o // kw, :, o % kw]
+            better = v > y
+            if xp.isnan(v).any():
+                better |= xp.isnan(v)
+            xp.maximum(y, v, out=y)
+            if kh * kw == 2:
+                arg = better.view(np.uint8)
+            else:
+                xp.copyto(arg, np.uint8(o), where=better)
+        self._cache = ("tiled", arg, x.shape, hw, out) if is_grad_enabled() else None
         return self._output(x, y)
 
     def backward(self, dy):
-        arg, x_shape, hw, out = self._saved()
+        kind, arg, x_shape, hw, out = self._saved()
         xp = namespace(dy)
         self._check_dy(dy, x_shape[:-self._nd] + out[2 - self._nd:])
+        self._cache = None  # backward consumes the cache (PyTorch frees saved tensors)
+        if kind == "tiled":
+            return self._backward_tiled(dy, arg, x_shape, hw, out, xp)
         dy3 = dy.reshape(arg.shape)
         zero = dy.dtype.type(0)
         return self._scatter(lambda o: xp.where(arg == o, dy3, zero), arg.shape[0], x_shape,
                              hw, out, dy.dtype, xp)
+
+    def _backward_tiled(self, dy, arg, x_shape, hw, out, xp):
+        (kh, kw), _, _ = self._geom2d()
+        b = int(np.prod(x_shape[:-self._nd]))
+        dy3 = dy.reshape(b, *out)
+        exact = hw[0] == out[0] * kh and hw[1] == out[1] * kw
+        dx = (xp.empty if exact else xp.zeros)((b, *hw), dtype=dy.dtype)
+        win = dx[:, :out[0] * kh, :out[1] * kw].reshape(b, out[0], kh, out[1], kw)
+        if arg is None:
+            win[:, :, 0, :, 0] = dy3
+        for o in range(kh * kw if arg is not None else 0):
+            mask = arg.view(bool) if kh * kw == 2 and o == 1 else arg == o
+            xp.multiply(dy3, mask, out=win[:, :, o // kw, :, o % kw])
+        return dx.reshape(x_shape)
 
 
 class _AvgPool(_Pool):
@@ -153,6 +198,7 @@ class _AvgPool(_Pool):
         div, x_shape, hw, out = self._saved()
         xp = namespace(dy)
         self._check_dy(dy, x_shape[:-self._nd] + out[2 - self._nd:])
+        self._cache = None  # backward consumes the cache (PyTorch frees saved tensors)
         g = dy.reshape((-1, *out)) / div
         return self._scatter(lambda o: g, g.shape[0], x_shape, hw, out, g.dtype, xp)
 
@@ -207,6 +253,7 @@ class _AdaptiveAvgPool(Module):
         if tuple(dy.shape) != want:
             raise ShapeError(f"{self.describe()}.backward: got dy of shape {dy.shape}, "
                              f"expected {want}")
+        self._cache = None  # backward consumes the cache (PyTorch frees saved tensors)
         dy3 = dy.reshape(-1, ah.shape[0], aw.shape[0]).astype(ah.dtype, copy=False)
         return xp.matmul(ah.T, xp.matmul(dy3, aw)).reshape(x_shape)
 

@@ -16,7 +16,7 @@ from numbers import Real
 
 import numpy as np
 
-from ..backend import is_floating
+from ..backend import is_floating, namespace
 from ..errors import ConfigError, DTypeError, ShapeError, StateDictError
 from ..nn.module import Parameter
 
@@ -149,6 +149,15 @@ class Optimizer:
 
     def _update(self, group: dict) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _scratch(self, like):
+        """A work array shaped like ``like``, reused across parameters and steps (not state)."""
+        buf = self.__dict__.get("_work")
+        if buf is None or buf.dtype != like.dtype or buf.size < like.size \
+                or namespace(buf) is not namespace(like):
+            buf = namespace(like).empty(like.size, dtype=like.dtype)
+            self.__dict__["_work"] = buf
+        return buf[:like.size].reshape(like.shape)
 
     # ----- state dicts --------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -346,12 +355,13 @@ class Adam(Optimizer):
         b1, b2 = (float(b) for b in group["betas"])
         w1 = 1 - b1
         for p, g in self._grads(group):
+            xp = namespace(p.data)
             if group["maximize"]:
                 g = -g
             st = self.state.get(p)
             if not st:
-                st = self.state[p] = {"step": 0, "exp_avg": np.zeros_like(p.data),
-                                      "exp_avg_sq": np.zeros_like(p.data)}
+                st = self.state[p] = {"step": 0, "exp_avg": xp.zeros_like(p.data),
+                                      "exp_avg_sq": xp.zeros_like(p.data)}
             st["step"] += 1
             t = st["step"]
             if wd != 0:
@@ -360,19 +370,29 @@ class Adam(Optimizer):
                 else:
                     g = g + wd * p.data
             m, v = st["exp_avg"], st["exp_avg_sq"]
+            tmp = self._scratch(p.data)  # every step below in place: no temporaries
+            xp.subtract(g, m, out=tmp)
             if w1 < 0.5:  # torch.lerp's two branches, for bit-level agreement
-                m += w1 * (g - m)
+                tmp *= w1
+                m += tmp  # m + w1 (g - m)
             else:
-                m[...] = g - (g - m) * (1 - w1)
+                tmp *= 1 - w1
+                xp.subtract(g, tmp, out=m)  # g - (g - m)(1 - w1)
             v *= b2
-            v += (1 - b2) * (g * g)
+            xp.multiply(g, g, out=tmp)
+            tmp *= 1 - b2
+            v += tmp
             if group["amsgrad"]:
-                vmax = st.setdefault("max_exp_avg_sq", np.zeros_like(p.data))
-                np.maximum(vmax, v, out=vmax)
+                vmax = st.setdefault("max_exp_avg_sq", xp.zeros_like(p.data))
+                xp.maximum(vmax, v, out=vmax)
                 v = vmax
             step_size = lr / (1 - b1**t)
-            denom = np.sqrt(v) / (1 - b2**t) ** 0.5 + eps
-            p.data -= step_size * (m / denom)
+            xp.sqrt(v, out=tmp)  # denom = sqrt(v) / sqrt(1 - b2^t) + eps
+            tmp /= (1 - b2**t) ** 0.5
+            tmp += eps
+            xp.divide(m, tmp, out=tmp)
+            tmp *= step_size
+            p.data -= tmp
 
 
 class AdamW(Adam):
