@@ -152,3 +152,11 @@ def test_resume_refuses_other_files(npz, tmp_path):
     from gammabeta.cli import main
 
     assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+
+
+def test_resume_from_a_folder_without_state_names_it(tmp_path, capsys):
+    from gammabeta.cli import main
+
+    assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert "no train_state.safetensors there" in err and "nothing" in err

@@ -37,6 +37,16 @@ row of a channel, in the compute dtype). Defaults: ``eps=1e-5``,
 ``momentum=0.1``, γ = 1 (``gamma_init="ones"``), β = 0 (``beta_init="zeros"``),
 ``running_mean`` = 0, ``running_var`` = 1.
 
+Error bounds (tested in ``tests/test_numerics.py`` against float64 on the same inputs, for
+offsets 0 … 1e6, standard deviations 0 (a constant channel) and 1e-4 … 1e4, N = 2 and 64)::
+
+    dtype     y, dγ, dβ, running stats (relative)    dx (relative to |dy|·|γ|/√(σ²+ε))
+    float32   2e-6   (measured ≤ 3e-7)                2e-6
+    float16   1e-3   (one float16 rounding of y)      1e-3
+
+(running_mean relative to momentum · max|x|: a float32 mean is exact to ε of the data's
+magnitude). A constant channel gives exactly β and finite gradients.
+
 Implementation (speed without changing the formulas). The input is viewed as ``(N, C, L)``
 and every per-channel quantity is written in terms of ``x − K`` and ``d = μ − K``::
 
