@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import GammabetaError
-
 __all__ = ["add_parser", "run", "main"]
 
 USAGE_EXAMPLES = """\
@@ -73,18 +71,11 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    """``python -m gammabeta.check.cli FILE.py:NAME ...`` (the lead wires ``add_parser``)."""
-    parser = argparse.ArgumentParser(prog="gammabeta")
-    add_parser(parser.add_subparsers(dest="command", required=True))
+    """``python -m gammabeta.check.cli FILE.py:NAME ...``: the ``check`` subcommand alone."""
+    from ..cli import main as gammabeta_main
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] != "check":
-        argv.insert(0, "check")
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except GammabetaError as e:
-        print(f"gammabeta: error: {e}", file=sys.stderr)
-        return 2
+    return gammabeta_main(argv if argv[:1] == ["check"] else ["check", *argv])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,8 +14,6 @@ import sys
 
 import numpy as np
 
-from ..errors import GammabetaError
-
 __all__ = ["add_parser", "add_export_parser", "add_predict_parser", "cmd_export",
            "cmd_predict", "main"]
 
@@ -101,11 +99,6 @@ def add_parser(subparsers) -> None:
 
 def main(argv=None) -> int:
     """Run ``export``/``predict`` alone: ``main(["predict", "--model", DIR, "x.npz"])``."""
-    parser = argparse.ArgumentParser(prog="gammabeta")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except GammabetaError as e:
-        print(f"gammabeta: error: {e}", file=sys.stderr)
-        return 2
+    from ..cli import main as gammabeta_main
+
+    return gammabeta_main(argv)
