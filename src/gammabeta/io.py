@@ -2,7 +2,8 @@
 
 A checkpoint holds a state dict under PyTorch's keys (``"0.weight"``, ``"1.running_mean"``,
 ``"1.num_batches_tracked"``) plus string metadata (e.g. the JSON of the model config), so the
-same file loads into ``torch.nn`` with ``safetensors.torch.load_file`` and ``load_state_dict``.
+same file loads into ``torch.nn`` through safetensors' PyTorch reader (``load_file`` of the
+``safetensors.torch`` module) and ``load_state_dict``.
 """
 
 from __future__ import annotations
