@@ -93,6 +93,11 @@ def test_builders_and_their_errors():
         build_model("mlp", (8,), 2, hidden="a,b")
 
 
+def test_zero_epochs_is_refused(npz_data):
+    with pytest.raises(ConfigError, match=r"epochs=0; expected a whole number >= 1"):
+        run(TrainConfig(data=str(npz_data), epochs=0))
+
+
 def test_config_refuses_unknown_keys_and_resolves_recipe():
     with pytest.raises(ConfigError, match=r"unknown training option\(s\) \['learning_rate'\]"):
         TrainConfig.from_dict({"learning_rate": 0.1})

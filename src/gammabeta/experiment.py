@@ -172,6 +172,8 @@ def run(cfg: TrainConfig, on_step: Callable | None = None, on_epoch: Callable | 
     ds = dataset if dataset is not None else load_dataset(
         cfg.data, data_dir=cfg.data_dir, download=cfg.download, seed=cfg.seed)
     cfg = cfg.resolved(len(ds.input_shape))
+    if isinstance(cfg.epochs, bool) or not isinstance(cfg.epochs, int) or cfg.epochs < 1:
+        raise ConfigError(f"epochs={cfg.epochs!r}; expected a whole number >= 1")
     if on_start is not None:
         on_start(cfg, ds)
     rng = np.random.default_rng(cfg.seed)
