@@ -19,6 +19,18 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .access import (  # noqa: F401  (BadReturn, Unusable re-exported for the child process)
+    BadReturn,
+    Unusable,
+    call_backward,
+    describe_value,
+    get_path,
+    has_path,
+    param_array,
+    set_path,
+    to_array,
+)
+
 __all__ = ["BadReturn", "Unusable", "BatchNormPair", "BatchNormClass", "to_array",
            "get_path", "set_path", "param_array", "describe_value"]
 
@@ -32,86 +44,6 @@ EPS = ("eps", "epsilon", "bn_param.eps")
 MOMENTUM = ("momentum", "decay", "bn_param.momentum")
 MODE_KWARGS = ("training", "train", "is_training", "mode")
 MODE_ATTRS = ("training", "is_training", "train_mode", "mode", "bn_param.mode")
-_MISSING = object()
-
-
-class BadReturn(Exception):
-    """User code returned something the checker cannot use (wrong type, dtype or arity)."""
-
-
-class Unusable(Exception):
-    """The target cannot be driven as asked (no γ attribute, ...): a ConfigError in the parent."""
-
-
-def describe_value(v) -> str:
-    """A short description of any value, e.g. ``ndarray of shape (3,)`` or ``NoneType``."""
-    if isinstance(v, np.ndarray):
-        return f"an ndarray of shape {v.shape} and dtype {v.dtype}"
-    if isinstance(v, (tuple, list)):
-        return f"a {type(v).__name__} of length {len(v)}"
-    return f"a {type(v).__name__}"
-
-
-def to_array(v, what: str) -> np.ndarray:
-    """``v`` as a numeric NumPy array, or :class:`BadReturn` saying what ``what`` was instead."""
-    if isinstance(v, np.ndarray):
-        a = v
-    elif isinstance(v, (int, float, np.number, list)) or hasattr(v, "__array__"):
-        try:
-            a = np.asarray(v)
-        except Exception as e:  # e.g. a torch tensor that requires grad
-            raise BadReturn(f"{what} is {describe_value(v)} that NumPy cannot convert "
-                            f"({type(e).__name__}: {e}); return a NumPy array") from None
-    else:
-        raise BadReturn(f"{what} is {describe_value(v)}; expected a NumPy array")
-    if a.dtype.kind not in "fiub":
-        raise BadReturn(f"{what} has dtype {a.dtype}; expected a floating-point array")
-    return np.array(a, copy=True)
-
-
-def get_path(obj, path: str, default=_MISSING):
-    """Follow ``a.b.c`` through attributes and dict keys; ``default`` when a step is missing."""
-    cur = obj
-    for seg in path.split("."):
-        if isinstance(cur, Mapping):
-            cur = cur.get(seg, _MISSING)
-        else:
-            try:
-                cur = getattr(cur, seg, _MISSING)
-            except Exception:  # a property that raises
-                cur = _MISSING
-        if cur is _MISSING:
-            return default
-    return cur
-
-
-def has_path(obj, path: str) -> bool:
-    """True when :func:`get_path` finds ``path`` (even holding None)."""
-    return get_path(obj, path) is not _MISSING
-
-
-def set_path(obj, path: str, value) -> None:
-    """Assign ``value`` at ``path``; a Parameter-like holder (``.data``) gets ``.data`` set."""
-    head, _, last = path.rpartition(".")
-    parent = get_path(obj, head) if head else obj
-    cur = get_path(parent, last, None)
-    if cur is not None and not isinstance(cur, np.ndarray) \
-            and isinstance(getattr(cur, "data", None), np.ndarray):
-        cur.data = value
-    elif isinstance(parent, Mapping):
-        parent[last] = value
-    else:
-        setattr(parent, last, value)
-
-
-def param_array(v):
-    """The array behind ``v``: itself, or ``v.data`` for Parameter-like holders; else None."""
-    if isinstance(v, np.ndarray):
-        return v
-    d = getattr(v, "data", None)
-    return d if isinstance(d, np.ndarray) else None
-
-
 def _unpack_grads(res, who: str) -> dict:
     """(dx, dgamma, dbeta) from a tuple returned by a backward function."""
     if not isinstance(res, (tuple, list)) or len(res) != 3:
@@ -334,18 +266,8 @@ class BatchNormClass:
 
     def backward(self, dout) -> dict:
         """Run ``backward``; dγ, dβ from its returned tuple or from attributes."""
-        for role in ("gamma", "beta"):  # forget accumulated .grad from earlier calls
-            holder = get_path(self.obj, self.paths[role], None)
-            if holder is not None and not isinstance(holder, np.ndarray) \
-                    and hasattr(holder, "grad"):
-                try:
-                    holder.grad = None
-                except (AttributeError, TypeError):
-                    pass
-        bwd = getattr(self.obj, "backward", None)
-        if bwd is None:
-            raise BadReturn(f"{self.name} has no backward method")
-        res = bwd(dout)
+        res = call_backward(self.obj, self.name, dout,
+                            [self.paths["gamma"], self.paths["beta"]])
         if isinstance(res, (tuple, list)):
             if len(res) == 3:
                 return _unpack_grads(res, f"{self.name}.backward")

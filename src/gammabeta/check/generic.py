@@ -17,14 +17,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .adapters import (
-    BadReturn,
-    _fd,
-    describe_value,
-    get_path,
-    param_array,
-    to_array,
-)
+from .access import BadReturn, call_backward, describe_value, get_path, param_array, to_array
+from .adapters import _fd
 
 __all__ = ["LayerPair", "LayerClass"]
 
@@ -151,18 +145,7 @@ class LayerClass:
 
     def backward(self, dout) -> dict:
         """dx, and each parameter's gradient from attributes or the returned tuple."""
-        for k in self.params:
-            holder = get_path(self.obj, k, None)
-            if holder is not None and not isinstance(holder, np.ndarray) \
-                    and hasattr(holder, "grad"):
-                try:
-                    holder.grad = None
-                except (AttributeError, TypeError):
-                    pass
-        bwd = getattr(self.obj, "backward", None)
-        if bwd is None:
-            raise BadReturn(f"{self.name} has no backward method")
-        res = bwd(dout)
+        res = call_backward(self.obj, self.name, dout, list(self.params))
         extra = []
         if isinstance(res, (tuple, list)):
             res, extra = res[0], list(res[1:])
