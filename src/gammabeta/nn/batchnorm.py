@@ -57,14 +57,21 @@ and every per-channel quantity is written in terms of ``x − K`` and ``d = μ �
 so a training step touches memory in four passes — statistics (read x), output (read x, write
 y), the two backward sums (read x, dy), dx (read x, dy, write dx). Forward caches a reference
 to ``x`` (as PyTorch does) instead of a new x̂, and backward releases it (a second backward
-needs a new forward, as in PyTorch). With Numba installed, each pass is one compiled loop
-(:mod:`gammabeta.nn._kernels`, chosen by :func:`gammabeta.backend.kernels`; the statistics are
-then two-pass per cache-sized block of samples, merged exactly with Chan et al.'s formula);
-otherwise (or with ``GAMMABETA_JIT=off``) the same formulas run as NumPy array operations
-(global two-pass statistics, BLAS GEMV sums, one temporary of the input's size).
+needs a new forward, as in PyTorch). With Numba installed, the forward and the backward are
+one compiled call each (:mod:`gammabeta.nn._kernels`, chosen by
+:func:`gammabeta.backend.kernels`): each pass one loop in memory order, the statistics
+two-pass per cache-sized block of samples and merged exactly with Chan et al.'s formula,
+large inputs split over the cores (:mod:`gammabeta.nn._threads`); results do not depend on
+where the input sits in memory. That path also reuses this layer's previous output (and dx)
+buffer when nothing references it any more — checked by its reference count, so an output
+you keep is never overwritten. Otherwise (or with ``GAMMABETA_JIT=off``) the same formulas
+run as NumPy array operations (global two-pass statistics, BLAS GEMV sums, one temporary of
+the input's size).
 """
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
@@ -118,6 +125,7 @@ class _BatchNorm(Module):
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
         self._cache = None
+        self._spare = {}  # kernel path: output buffers ("y", "dx") kept for reuse
 
     def extra_repr(self) -> str:
         s = f"{self.num_features}"
@@ -152,66 +160,86 @@ class _BatchNorm(Module):
     def forward(self, x):
         self._check_input(x)
         xp = namespace(x)
-        c = self.num_features
-        cdt = compute_dtype(np.result_type(x.dtype, self._param_dtype()))
-        n = x.shape[0]
-        x3 = x.astype(cdt, copy=False).reshape(n, c, -1)  # (N, C, L): L = positions (or 1)
+        cdt = _compute_dtype(x.dtype, self._param_dtype())
+        x3 = x.astype(cdt, copy=False).reshape(x.shape[0], self.num_features, -1)  # (N, C, L)
         m = x3.shape[0] * x3.shape[2]
         use_batch = self.training or not self.track_running_stats
+        if use_batch and m <= 1:
+            raise ShapeError(f"{self.describe()}: expected more than 1 value per channel "
+                             f"when training, got input of shape {x.shape}")
         kern = _kernels_for(xp, x3)
-        if use_batch:
-            if m <= 1:
-                raise ShapeError(f"{self.describe()}: expected more than 1 value per channel "
-                                 f"when training, got input of shape {x.shape}")
-            if kern is not None:
-                k, d, var = kern.bn_stats(x3)
-                y3 = None
-            else:
-                k, d, var, y3 = _stats(xp, x3)
-            if self.training and self.track_running_stats:
-                self._update_running(k, d, var, m, kern)
-        else:
-            k = self.running_mean.astype(cdt)
-            d = None  # x − running_mean directly
-            var = self.running_var.astype(np.float64)
-            y3 = None
-        inv_std = 1.0 / xp.sqrt(var + self.eps)  # float64, shape (C,)
         if kern is not None:
-            w, b = self._affine_params(xp)
-            y3 = kern.bn_normalize(x3, k, xp.zeros(c) if d is None else d, inv_std, w, b,
-                                   xp.empty_like(x3))
+            y3, k, d, inv_std = self._forward_kernels(kern, x3, use_batch, m)
         else:
-            scale = inv_std if not self.affine else self.weight.data * inv_std
-            y3 = _affine(xp, x3, k, d, scale, self.bias.data if self.affine else None, out=y3)
+            y3, k, d, inv_std = self._forward_numpy(xp, x3, use_batch, m)
         self._cache = (x3, k, d, inv_std, use_batch, m, x.shape, x.dtype) \
             if is_grad_enabled() else None
         return y3.reshape(x.shape).astype(x.dtype, copy=False)
 
+    def _forward_kernels(self, kern, x3, use_batch, m):
+        """The compiled path: one call for statistics, running update and output."""
+        alpha = self._next_alpha() if use_batch and self.track_running_stats else -1.0
+        bufs = self._buffers
+        rm, rv = (bufs["running_mean"], bufs["running_var"]) if self.track_running_stats \
+            else (_NONE, _NONE)
+        w, b = self._affine_params(np)
+        y3 = self._output("y", x3, kern)
+        k, d, inv_std = kern.bn_forward(x3, w, b, self.eps, use_batch, rm, rv, alpha,
+                                        m / max(m - 1, 1), y3)
+        return y3, k, d, inv_std
+
+    def _forward_numpy(self, xp, x3, use_batch, m):
+        if use_batch:
+            k, d, var, y3 = _stats(xp, x3)
+            if self.training and self.track_running_stats:
+                self._update_running(k, d, var, m)
+        else:
+            k = self.running_mean.astype(x3.dtype)
+            d = None  # x − running_mean directly
+            var = self.running_var.astype(np.float64)
+            y3 = None
+        inv_std = 1.0 / xp.sqrt(var + self.eps)  # float64, shape (C,)
+        scale = inv_std if not self.affine else self.weight.data * inv_std
+        y3 = _affine(xp, x3, k, d, scale, self.bias.data if self.affine else None, out=y3)
+        return y3, k, d, inv_std
+
+    def _output(self, role: str, x3, kern):
+        """A new output like ``x3``, in this layer's previous buffer for ``role`` if nothing
+        references it any more (3 references: this dict's, ``spare``'s, getrefcount's)."""
+        spare = self._spare.get(role)
+        if spare is not None and sys.getrefcount(spare) > 3:
+            spare = None
+        out, self._spare[role] = kern.empty_like(x3, spare)
+        return out
+
     def _affine_params(self, xp):
         """(γ, β), or ones and zeros without ``affine``."""
         if self.affine:
-            return self.weight.data, self.bias.data
+            params = self._parameters  # (not self.weight: Module.__getattr__ is slow)
+            return params["weight"].data, params["bias"].data
         return xp.ones(self.num_features), xp.zeros(self.num_features)
 
     def _param_dtype(self):
         if self.affine:
-            return self.weight.data.dtype
+            return self._parameters["weight"].data.dtype
         if self.track_running_stats:
-            return self.running_mean.dtype
-        return np.float32
+            return self._buffers["running_mean"].dtype
+        return np.dtype(np.float32)
 
-    def _update_running(self, k, d, var, m: int, kern=None) -> None:
-        """running_mean ← (1 − α) running_mean + α (K + d); running_var likewise with the
-        unbiased variance var · m / (m − 1)."""
+    def _next_alpha(self) -> float:
+        """Count the batch and return the running update's weight α (-1 outside training)."""
+        if not self.training:
+            return -1.0
         self.num_batches_tracked = np.asarray(self.num_batches_tracked + 1, dtype=np.int64)
         if self.momentum is None:
-            alpha = 1.0 / float(self.num_batches_tracked)
-        else:
-            alpha = float(self.momentum)
+            return 1.0 / float(self.num_batches_tracked)
+        return float(self.momentum)
+
+    def _update_running(self, k, d, var, m: int) -> None:
+        """running_mean ← (1 − α) running_mean + α (K + d); running_var likewise with the
+        unbiased variance var · m / (m − 1)."""
+        alpha = self._next_alpha()
         rm, rv = self.running_mean, self.running_var
-        if kern is not None and isinstance(rm, np.ndarray) and isinstance(rv, np.ndarray):
-            kern.running_update(rm, rv, k, d, var, alpha, m / (m - 1))
-            return
         mean = k.astype(np.float64) + d
         rm[...] = (1 - alpha) * rm + alpha * mean
         rv[...] = (1 - alpha) * rv + alpha * (var * (m / (m - 1)))
@@ -229,13 +257,11 @@ class _BatchNorm(Module):
         if kern is not None and not dy3.flags.c_contiguous:
             dy3 = np.ascontiguousarray(dy3)
         if kern is not None:
-            if d is None:
-                d = xp.zeros(x3.shape[1])
-            sdy, sdx = kern.bn_backward_sums(x3, dy3, k, d)
-            self._accumulate(sdy, sdx * inv_std)
-            w, _ = self._affine_params(xp)
-            dx3 = kern.bn_backward_dx(x3, dy3, k, d, inv_std, w, sdy, sdx, m, use_batch,
-                                      xp.empty_like(x3))
+            w, _ = self._affine_params(np)
+            dx3 = self._output("dx", x3, kern)
+            dbeta, dgamma = kern.bn_backward(x3, dy3, k, _ZEROS if d is None else d, inv_std,
+                                             w, m, use_batch, dx3)
+            self._accumulate(dbeta, dgamma)
             return dx3.reshape(shape).astype(in_dtype, copy=False)
         xc = _centered(xp, x3, k, d)
         sdy, sdx = _chan_sum(xp, dy3), _chan_dot(xp, dy3, xc)
@@ -253,11 +279,26 @@ class _BatchNorm(Module):
 
     def _accumulate(self, dbeta, dgamma) -> None:
         if self.affine:
-            self.weight.accumulate(dgamma)
-            self.bias.accumulate(dbeta)
+            params = self._parameters
+            params["weight"].accumulate(dgamma)
+            params["bias"].accumulate(dbeta)
 
 
 # ----- the NumPy path (any array namespace); the Numba kernels compute the same formulas ------
+_NONE = np.zeros(0, dtype=np.float32)  # the kernels' stand-in for absent running statistics
+_ZEROS = np.zeros(0)  # ... and for d = 0 (statistics taken as constants: no shift to undo)
+_COMPUTE_DTYPES: dict = {}
+
+
+def _compute_dtype(x_dtype, param_dtype):
+    """``compute_dtype`` of the two dtypes' result type (memoized: it runs on every call)."""
+    key = (x_dtype, param_dtype)
+    cdt = _COMPUTE_DTYPES.get(key)
+    if cdt is None:
+        cdt = _COMPUTE_DTYPES[key] = compute_dtype(np.result_type(x_dtype, param_dtype))
+    return cdt
+
+
 def _kernels_for(xp, x3):
     """The Numba kernel module when it applies to ``x3`` (NumPy, float32/64, C-contiguous)."""
     if x3.dtype not in (np.float32, np.float64) or not x3.flags.c_contiguous:

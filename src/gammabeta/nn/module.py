@@ -294,8 +294,9 @@ class Module:
         y = self.forward(x)
         if anomaly:
             check_finite(self, y, "output")
-        for hook in tuple(self._forward_hooks.values()):
-            hook(self, x, y)
+        if self._forward_hooks:
+            for hook in tuple(self._forward_hooks.values()):
+                hook(self, x, y)
         return y
 
     def register_forward_hook(self, hook) -> _HookHandle:

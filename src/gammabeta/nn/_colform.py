@@ -1,0 +1,276 @@
+"""Column-form BatchNorm kernels: inputs with few positions per channel (``L < ROW_MIN``).
+
+For ``(N, C)`` (``L = 1``) or short ``(N, C, L)`` inputs the inner loop runs along a whole
+sample, the flattened row of ``C·L`` positions, with a per-position copy of each channel
+constant (shift, scale, …) or accumulator. Called by :mod:`gammabeta.nn._kernels` on one
+chunk of the batch.
+
+Alignment. NumPy arrays start 16 bytes past a 64-byte boundary as a rule, and vector loads
+that straddle cache lines made these loops 1.4–1.6× slower (measured on this project's AMD
+EPYC, AVX-512). So each sample's row is walked in two pieces: positions ``[0, p)`` and
+``[p, C·L)``, ``p`` being where the row's first cache line boundary falls, and the
+per-position arrays are placed with the same offset from a cache line as the input: the long
+piece then loads only whole lines. (When a row is not a whole number of cache lines long,
+rows start at different offsets and ``p = 0``.) Every position still sums the same values in
+the same order, so results do not depend on where the input sits in memory.
+
+Numerics are those of :mod:`gammabeta.nn._kernels`: per-position partial sums over at most
+``BLOCK`` samples (4 at a time) in the input's dtype, per-channel totals in float64,
+two-pass statistics per block of samples merged with Chan et al.'s formula.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+ALIGN = 64  # bytes: a cache line
+BLOCK = 64  # samples per block of a reduction
+BLOCK_BYTES = 256 * 1024  # ... and at most this many bytes of x per block
+# No fast-math here: every loop runs across positions (lanes are independent and vectorize
+# without reassociation), and exact IEEE arithmetic makes a position's result the same
+# whether the vectorized body or a scalar remainder loop computes it — so the ``p`` split,
+# which moves that boundary, cannot change a bit.
+_FM = {"reassoc", "contract"}
+
+
+@njit(nogil=True, cache=True)
+def _split(x2):
+    """``p``: the position where every row of the 2-D ``x2`` reaches a cache line boundary
+    (0 when rows do not all start at the same offset from one)."""
+    cl, it = x2.shape[1], x2.itemsize
+    r = x2.ctypes.data % ALIGN
+    if (cl * it) % ALIGN or r % it:
+        return 0
+    return min(((ALIGN - r) % ALIGN) // it, cl)
+
+
+@njit(nogil=True, cache=True)
+def _pieces(cl, p):
+    """Boundaries of the pieces a row is walked in: ``[0, p)``, then from the cache line
+    boundary ``p`` a multiple of 64 positions, a multiple of 16, and the rest — so that the
+    compiled loops run whole vectors (16 float32, unrolled 4×) with no scalar remainder."""
+    e64 = p + 64 * ((cl - p) // 64)
+    e16 = e64 + 16 * ((cl - e64) // 16)
+    return np.array([0, p, e64, e16, cl])
+
+
+@njit(nogil=True, cache=True)
+def _like(n, x2, p):
+    """An uninitialized 1-D array of ``n`` values of x2's dtype whose element ``p`` starts a
+    cache line (so it lines up with position ``p`` of x2's rows)."""
+    it = x2.itemsize
+    buf = np.empty(n + ALIGN // it, dtype=x2.dtype)
+    s = ((ALIGN - (buf.ctypes.data + p * it) % ALIGN) % ALIGN) // it
+    return buf[s:s + n]
+
+
+@njit(nogil=True, cache=True)
+def _fold(acc, length, out):
+    """``out[ch] = Σ acc`` over each channel's positions (in position order), float64."""
+    if length == 1:  # (N, C): a plain, vectorized copy
+        for ch in range(out.shape[0]):
+            out[ch] = acc[ch]
+        return
+    for ch in range(out.shape[0]):
+        s = 0.0
+        for j in range(ch * length, (ch + 1) * length):
+            s += acc[j]
+        out[ch] = s
+
+
+@njit(nogil=True, cache=True)
+def _unfold(v, length, out):
+    """``out[j] = v[channel of j]`` (x's dtype): the inverse spread of :func:`_fold`."""
+    if length == 1:
+        for ch in range(v.shape[0]):
+            out[ch] = v[ch]
+        return
+    for ch in range(v.shape[0]):
+        for j in range(ch * length, (ch + 1) * length):
+            out[j] = v[ch]
+
+
+@njit(nogil=True, cache=True)
+def _spread(v, length, x2, p):
+    """Per-channel values ``v`` repeated over each channel's ``length`` positions, in an
+    array placed like x2's rows (see :func:`_like`)."""
+    out = _like(v.shape[0] * length, x2, p)
+    _unfold(v, length, out)
+    return out
+
+
+@njit(nogil=True, cache=True)
+def _block(x, arrays):
+    """Samples per block of a reduction: cache-resident, and at most ``BLOCK``."""
+    n, c, length = x.shape
+    return max(1, min(n, BLOCK, BLOCK_BYTES // max(arrays * c * length * x.itemsize, 1)))
+
+
+@njit(nogil=True, fastmath=_FM, cache=True)
+def _sum_rows(x2, i0, i1, kj, acc, j0, j1):
+    """For positions j0:j1: acc[j] += Σ (x − k) over rows i0:i1, 4 rows at a time."""
+    ks, a = kj[j0:j1], acc[j0:j1]  # (indices from 0: no negative-index checks in the loops)
+    i = i0
+    while i + 4 <= i1:
+        xa, xb, xc, xd = x2[i][j0:j1], x2[i + 1][j0:j1], x2[i + 2][j0:j1], x2[i + 3][j0:j1]
+        for j in range(ks.shape[0]):
+            kk = ks[j]
+            a[j] += ((xa[j] - kk) + (xb[j] - kk)) + ((xc[j] - kk) + (xd[j] - kk))
+        i += 4
+    while i < i1:
+        xa = x2[i][j0:j1]
+        for j in range(ks.shape[0]):
+            a[j] += xa[j] - ks[j]
+        i += 1
+
+
+@njit(nogil=True, fastmath=_FM, cache=True)
+def _sq_rows(x2, i0, i1, kj, dj, acc, j0, j1):
+    """For positions j0:j1: acc[j] += Σ ((x − k) − d)² over rows i0:i1, 4 rows at a time."""
+    ks, ds, a = kj[j0:j1], dj[j0:j1], acc[j0:j1]
+    i = i0
+    while i + 4 <= i1:
+        xa, xb, xc, xd = x2[i][j0:j1], x2[i + 1][j0:j1], x2[i + 2][j0:j1], x2[i + 3][j0:j1]
+        for j in range(ks.shape[0]):
+            kk, dd = ks[j], ds[j]
+            v0, v1 = (xa[j] - kk) - dd, (xb[j] - kk) - dd
+            v2, v3 = (xc[j] - kk) - dd, (xd[j] - kk) - dd
+            a[j] += (v0 * v0 + v1 * v1) + (v2 * v2 + v3 * v3)
+        i += 4
+    while i < i1:
+        xa = x2[i][j0:j1]
+        for j in range(ks.shape[0]):
+            v = (xa[j] - ks[j]) - ds[j]
+            a[j] += v * v
+        i += 1
+
+
+@njit(nogil=True, fastmath=_FM, cache=True)
+def col_stats(x, k):
+    """``(mean of x − k, Σ squared deviations)`` per channel (float64) over all of ``x``:
+    per block of samples an exact two-pass computation (the second pass from cache).
+
+    Whole rows here, not split at a cache line: splitting cost more than the aligned loads
+    saved (measured), and the sums' order is then plainly the same wherever ``x`` is."""
+    n, c, length = x.shape
+    cl = c * length
+    x2 = x.reshape(n, cl)
+    rows = _block(x, 1)
+    kj = _spread(k, length, x2, 0)
+    dj = _like(cl, x2, 0)
+    acc = _like(cl, x2, 0)
+    mean, m2 = np.zeros(c), np.zeros(c)
+    bmean, bm2 = np.empty(c), np.empty(c)
+    na = 0.0
+    for i0 in range(0, n, rows):
+        i1 = min(n, i0 + rows)
+        cnt = (i1 - i0) * length
+        acc[:] = 0.0
+        _sum_rows(x2, i0, i1, kj, acc, 0, cl)
+        _fold(acc, length, bmean)
+        bmean /= cnt
+        _unfold(bmean, length, dj)  # the block mean in x's dtype
+        acc[:] = 0.0
+        _sq_rows(x2, i0, i1, kj, dj, acc, 0, cl)
+        _fold(acc, length, bm2)
+        tot = na + cnt  # Chan et al.: merge (na, mean, m2) with the block
+        fa, fb = cnt / tot, na * cnt / tot
+        for ch in range(c):
+            delta = bmean[ch] - mean[ch]
+            mean[ch] += delta * fa
+            m2[ch] += bm2[ch] + delta * delta * fb
+        na = tot
+    return mean, m2
+
+
+@njit(nogil=True, fastmath=_FM, cache=True)
+def _affine_rows(x2, y2, kj, sj, tj, j0, j1):
+    ks, ss, ts = kj[j0:j1], sj[j0:j1], tj[j0:j1]
+    for i in range(x2.shape[0]):
+        xa, ya = x2[i][j0:j1], y2[i][j0:j1]
+        for j in range(ks.shape[0]):
+            ya[j] = (xa[j] - ks[j]) * ss[j] + ts[j]
+
+
+@njit(nogil=True, fastmath=_FM, cache=True)
+def col_affine(x, kt, st, tt, y):
+    """``y = (x − k) · s + t`` with per-channel ``kt``, ``st``, ``tt`` in x's dtype."""
+    n, c, length = x.shape
+    cl = c * length
+    x2, y2 = x.reshape(n, cl), y.reshape(n, cl)
+    p = _split(x2)
+    kj, sj, tj = _spread(kt, length, x2, p), _spread(st, length, x2, p), \
+        _spread(tt, length, x2, p)
+    bounds = _pieces(cl, p)
+    for e in range(4):
+        _affine_rows(x2, y2, kj, sj, tj, bounds[e], bounds[e + 1])
+
+
+@njit(nogil=True, fastmath=_FM, cache=True)
+def _bwd_rows(x2, g2, i0, i1, kj, dj, a1, a2, j0, j1):
+    """For positions j0:j1: a1[j] += Σ dy and a2[j] += Σ dy·((x − k) − d) over rows i0:i1."""
+    ks, ds, b1, b2 = kj[j0:j1], dj[j0:j1], a1[j0:j1], a2[j0:j1]
+    i = i0
+    while i + 4 <= i1:
+        xa, xb, xc, xd = x2[i][j0:j1], x2[i + 1][j0:j1], x2[i + 2][j0:j1], x2[i + 3][j0:j1]
+        ga, gb, gc, gd = g2[i][j0:j1], g2[i + 1][j0:j1], g2[i + 2][j0:j1], g2[i + 3][j0:j1]
+        for j in range(ks.shape[0]):
+            kk, dd = ks[j], ds[j]
+            b1[j] += (ga[j] + gb[j]) + (gc[j] + gd[j])
+            b2[j] += (ga[j] * ((xa[j] - kk) - dd) + gb[j] * ((xb[j] - kk) - dd)) \
+                + (gc[j] * ((xc[j] - kk) - dd) + gd[j] * ((xd[j] - kk) - dd))
+        i += 4
+    while i < i1:
+        xa, ga = x2[i][j0:j1], g2[i][j0:j1]
+        for j in range(ks.shape[0]):
+            b1[j] += ga[j]
+            b2[j] += ga[j] * ((xa[j] - ks[j]) - ds[j])
+        i += 1
+
+
+@njit(nogil=True, fastmath=_FM, cache=True)
+def col_bwd_sums(x, dy, k, d):
+    """``(Σ dy, Σ dy · ((x − k) − d))`` per channel (float64); ``d`` in x's dtype. Whole
+    rows, as in :func:`col_stats`."""
+    n, c, length = x.shape
+    cl = c * length
+    x2, g2 = x.reshape(n, cl), dy.reshape(n, cl)
+    rows = _block(x, 2)
+    kj, dj = _spread(k, length, x2, 0), _spread(d, length, x2, 0)
+    a1, a2 = _like(cl, x2, 0), _like(cl, x2, 0)
+    s1, s2 = np.zeros(c), np.zeros(c)
+    t1, t2 = np.empty(c), np.empty(c)
+    for i0 in range(0, n, rows):
+        i1 = min(n, i0 + rows)
+        a1[:] = 0.0
+        a2[:] = 0.0
+        _bwd_rows(x2, g2, i0, i1, kj, dj, a1, a2, 0, cl)
+        _fold(a1, length, t1)
+        _fold(a2, length, t2)
+        s1 += t1
+        s2 += t2
+    return s1, s2
+
+
+@njit(nogil=True, fastmath=_FM, cache=True)
+def _dx_rows(x2, g2, o2, kj, aj, bj, cj, j0, j1):
+    ks, as_, bs, cs = kj[j0:j1], aj[j0:j1], bj[j0:j1], cj[j0:j1]
+    for i in range(x2.shape[0]):
+        xa, ga, oa = x2[i][j0:j1], g2[i][j0:j1], o2[i][j0:j1]
+        for j in range(ks.shape[0]):
+            oa[j] = as_[j] * ga[j] + bs[j] * (xa[j] - ks[j]) + cs[j]
+
+
+@njit(nogil=True, fastmath=_FM, cache=True)
+def col_dx(x, dy, kt, at, bt, ct, dx):
+    """``dx = a · dy + b · (x − k) + c`` with per-channel coefficients in x's dtype."""
+    n, c, length = x.shape
+    cl = c * length
+    x2, g2, o2 = x.reshape(n, cl), dy.reshape(n, cl), dx.reshape(n, cl)
+    p = _split(x2)
+    kj, aj = _spread(kt, length, x2, p), _spread(at, length, x2, p)
+    bj, cj = _spread(bt, length, x2, p), _spread(ct, length, x2, p)
+    bounds = _pieces(cl, p)
+    for e in range(4):
+        _dx_rows(x2, g2, o2, kj, aj, bj, cj, bounds[e], bounds[e + 1])
