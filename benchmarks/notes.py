@@ -40,7 +40,11 @@ METHOD = """\
   (`VmHWM`) over 5 more steps minus the RSS before them is reported: the memory a step needs
   on top of model, optimizer state and data — the same method for both.
 * Each timed block starts after 20 ms of idle time, so thread pools that spin-wait after
-  their work (PyTorch's OpenMP threads) do not steal a core from the block that follows.
+  their work (PyTorch's OpenMP threads) do not steal a core from the block that follows, and
+  then 5 ms of untimed calls of the same function: after the idle time the first calls of
+  either framework run 2–10× slower for about a millisecond on this VM (cold vCPU, sleeping
+  worker threads), and a timing should measure back-to-back calls as a training loop makes
+  them.
 """
 
 TRIED = """\

@@ -66,6 +66,18 @@ def copy_bandwidth(mb: int = 256, repeats: int = 11) -> tuple[float, float]:
 # Idle time before each timed block: thread pools that spin-wait after their work (PyTorch's
 # OpenMP threads do, for milliseconds) would otherwise steal a core from the block that follows.
 SETTLE_S = 0.02
+# Untimed calls right before each timed block: after the idle time the first calls of either
+# framework run 2-10x slower for about a millisecond on this VM (cold vCPU; sleeping worker
+# threads), and the block should measure back-to-back calls as a training loop makes them.
+WARM_S = 0.005
+
+
+def warm(fn, seconds: float) -> None:
+    """Call ``fn`` back to back for ``seconds`` (at least once), untimed."""
+    end = time.perf_counter() + seconds
+    fn()
+    while time.perf_counter() < end:
+        fn()
 
 
 def timed(fn, inner: int) -> float:
@@ -78,7 +90,8 @@ def timed(fn, inner: int) -> float:
 def alternate(fns: dict, repeats: int, min_time: float = 0.02) -> dict:
     """Warm up every function, then time them in turn, rotating the order every round.
 
-    Each timed block starts after ``SETTLE_S`` of idle time (see there).
+    Each timed block starts after ``SETTLE_S`` of idle time and ``WARM_S`` of untimed calls
+    (see there).
 
     Each timing covers enough back-to-back calls to last ``min_time``; returns seconds per call
     per function: median, interquartile range and all rounds.
@@ -97,6 +110,7 @@ def alternate(fns: dict, repeats: int, min_time: float = 0.02) -> dict:
             order.reverse()
         for name in order:
             time.sleep(SETTLE_S)
+            warm(fns[name], WARM_S)
             times[name].append(timed(fns[name], inner))
     out: dict = {"inner": inner, "repeats": repeats}
     for name, ts in times.items():
