@@ -92,7 +92,8 @@ floor 2.1 ms). Variants measured:
   kernel) 31.9 ms against 9.6 ms serial; with other jobs on the cores a 2-thread region took
   8–40 ms (PyTorch's too). The `workqueue` layer does not spin but took 0.58 ms for a 1 MB
   forward that runs in 0.09 ms serially; TBB (pip `tbb` 2023) would not load with numba 0.68.
-  **Kept:** serial `nogil` kernels, and for arrays of 2²¹ elements or more the two reductions
+  **Kept in the first round** (the second round below replaced the threads): serial `nogil`
+  kernels, and for arrays of 2²¹ elements or more the two reductions
   (statistics, backward sums) split along the batch over persistent worker threads that sleep
   when idle: no interference with BLAS (GEMM + kernel mix 9.11 ms against 9.10 serial),
   fwd+bwd (4096, 1024) 4.10 ms against 4.86 serial, (64, 64, 32, 32) 2.59 against 3.03. The
@@ -104,6 +105,47 @@ floor 2.1 ms). Variants measured:
 * Still slower than PyTorch where a single pass dominates (eval, and the forward of the 2-D
   (N, C) cases): PyTorch streams with 2 threads, gammabeta's loop writes y with ordinary stores
   (read-for-ownership) and its extra thread helps little there.
+
+**BatchNorm, second round (single passes and small inputs).** The first round left the
+forward-only and (256, 1024) cases at 1.04–1.34× PyTorch. Measured causes and changes:
+
+* Python per call: forward 10.9 → 6.4 µs and backward likewise on a tiny input (one compiled
+  call per forward and per backward instead of one per pass; `self._parameters[...]` instead
+  of `Module.__getattr__`; memoized compute dtype; a dtype fast path in `is_floating`).
+* Column form (N, C): NumPy arrays start 16 bytes past a cache line, so every 64-byte vector
+  load straddled two lines: the output pass of (4096, 1024) took 885 µs, 634 µs with the
+  row split at its first cache-line boundary and the per-position constants placed like the
+  input (row form unaffected). The reductions keep whole rows: splitting them cost more
+  than it saved there (13.4 against 12.9 µs in cache), and a first version that walked
+  "rotated" rows from the boundary changed which samples each partial sum grouped with the
+  input's address, so results differed in the last bits between two copies of one array (a
+  zero-init residual test caught it); now results are bit-identical wherever the input sits
+  (tested). Folding the per-position sums into channels as a vectorized copy for L = 1:
+  statistics of (256, 1024) 41 → 24 µs.
+* Threads. The Python-level pool (a queue per part, the GIL handed back and forth) cost
+  48 µs per split pass back to back and 12 µs after idle time, and kept the last part's
+  arrays alive, so the next call's fresh output page-faulted (119–138 faults per call, p90
+  1.8 ms for a 0.35 ms pass). Replaced by worker threads that run a compiled loop without the
+  GIL: parts are claimed with compare-and-swap on one atomic word, 1–2 µs per split pass;
+  the output pass of (256, 1024) 22.5 → 12.6 µs on 2 threads. Every pass now splits from
+  2¹⁷ elements, in chunks of ≥ 2¹⁸ elements, 4 per thread (8 chunks of 32 rows cost the
+  column form's per-chunk set-up: (256, 1024) fwd+bwd 169 against 102 µs). An idle worker
+  spins 200 µs calling `sched_yield` at every turn: spinning without yielding made the
+  784-1024-1024 step 17.3 ms against 12.95 with the passes on one thread (BLAS threads
+  starved); with the yield 12.6–12.8 ms.
+* Output buffers: the layer reuses its previous y and dx buffers when their reference count
+  shows nothing else holds them (no allocation, no page faults).
+* Benchmark harness: 5 ms of untimed calls before each timed block (after the 20 ms idle
+  time the first calls of both frameworks ran 2–10× slower for about a millisecond).
+* Tried and dropped: `CLZERO` before writing each output line, to skip the read for
+  ownership (5–10× slower on this VM); processing the output pass in reverse chunk order to
+  reuse the statistics pass's cache lines (874/817 against 965/799 µs, no gain); x and y in
+  2 MiB transparent huge pages (eval (4096, 1024) 368 against 254 µs — slower); y placed at
+  other offsets from x modulo 4 KiB (no effect). Non-temporal stores were not tried: these
+  tensors (16.8 MB each) nearly fit the 32 MB L3 together, so the output passes run from
+  cache, and streaming y to DRAM would add traffic. The large forward-only cases remain
+  bound by that cache's bandwidth on both sides: gammabeta and PyTorch move the same bytes,
+  and their ratio swings by ±10 % from run to run on this shared machine.
 
 **Rest of the training step.** Convolution: the batch folded into the GEMM (one
 `(O, C·k) @ (C·k, N·L)` per layer instead of N small ones), `np.pad` replaced by zeros + copy
