@@ -21,7 +21,6 @@ two-pass statistics per block of samples merged with Chan et al.'s formula.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 ALIGN = 64  # bytes: a cache line
@@ -52,17 +51,24 @@ def _pieces(cl, p):
     compiled loops run whole vectors (16 float32, unrolled 4×) with no scalar remainder."""
     e64 = p + 64 * ((cl - p) // 64)
     e16 = e64 + 16 * ((cl - e64) // 16)
-    return np.array([0, p, e64, e16, cl])
+    return (0, p, e64, e16, cl)
 
 
 @njit(nogil=True, cache=True)
-def _like(n, x2, p):
-    """An uninitialized 1-D array of ``n`` values of x2's dtype whose element ``p`` starts a
-    cache line (so it lines up with position ``p`` of x2's rows)."""
-    it = x2.itemsize
-    buf = np.empty(n + ALIGN // it, dtype=x2.dtype)
-    s = ((ALIGN - (buf.ctypes.data + p * it) % ALIGN) % ALIGN) // it
-    return buf[s:s + n]
+def _like(w, n, x2, p):
+    """``n`` values of the workspace row ``w`` (x2's dtype, ``n + ALIGN`` bytes long at
+    least), the one at ``p`` starting a cache line (so it lines up with position ``p`` of
+    x2's rows). Workspaces come from the caller: kernels allocate nothing (allocations in a
+    worker thread went to its own malloc arena, which returned the pages after each call:
+    ~40 page faults per call, measured)."""
+    s = ((ALIGN - (w.ctypes.data + p * x2.itemsize) % ALIGN) % ALIGN) // x2.itemsize
+    return w[s:s + n]
+
+
+@njit(cache=True)
+def workspace_width(c, length, itemsize):
+    """Length of each workspace row :func:`col_stats` and friends need."""
+    return c * length + ALIGN // itemsize
 
 
 @njit(nogil=True, cache=True)
@@ -92,10 +98,10 @@ def _unfold(v, length, out):
 
 
 @njit(nogil=True, cache=True)
-def _spread(v, length, x2, p):
-    """Per-channel values ``v`` repeated over each channel's ``length`` positions, in an
-    array placed like x2's rows (see :func:`_like`)."""
-    out = _like(v.shape[0] * length, x2, p)
+def _spread(v, length, w, x2, p):
+    """Per-channel values ``v`` repeated over each channel's ``length`` positions, in the
+    workspace row ``w`` placed like x2's rows (see :func:`_like`)."""
+    out = _like(w, v.shape[0] * length, x2, p)
     _unfold(v, length, out)
     return out
 
@@ -147,9 +153,10 @@ def _sq_rows(x2, i0, i1, kj, dj, acc, j0, j1):
 
 
 @njit(nogil=True, fastmath=_FM, cache=True)
-def col_stats(x, k):
-    """``(mean of x − k, Σ squared deviations)`` per channel (float64) over all of ``x``:
+def col_stats(x, k, wx, wd, out):
+    """``out[0]`` = mean of x − k, ``out[1]`` = Σ squared deviations, per channel (float64):
     per block of samples an exact two-pass computation (the second pass from cache).
+    Workspaces: ``wx`` (3 rows, x's dtype), ``wd`` (2 rows of C, float64).
 
     Whole rows here, not split at a cache line: splitting cost more than the aligned loads
     saved (measured), and the sums' order is then plainly the same wherever ``x`` is."""
@@ -157,11 +164,13 @@ def col_stats(x, k):
     cl = c * length
     x2 = x.reshape(n, cl)
     rows = _block(x, 1)
-    kj = _spread(k, length, x2, 0)
-    dj = _like(cl, x2, 0)
-    acc = _like(cl, x2, 0)
-    mean, m2 = np.zeros(c), np.zeros(c)
-    bmean, bm2 = np.empty(c), np.empty(c)
+    kj = _spread(k, length, wx[0], x2, 0)
+    dj = _like(wx[1], cl, x2, 0)
+    acc = _like(wx[2], cl, x2, 0)
+    mean, m2 = out[0], out[1]
+    mean[:] = 0.0
+    m2[:] = 0.0
+    bmean, bm2 = wd[0], wd[1]
     na = 0.0
     for i0 in range(0, n, rows):
         i1 = min(n, i0 + rows)
@@ -181,7 +190,6 @@ def col_stats(x, k):
             mean[ch] += delta * fa
             m2[ch] += bm2[ch] + delta * delta * fb
         na = tot
-    return mean, m2
 
 
 @njit(nogil=True, fastmath=_FM, cache=True)
@@ -194,14 +202,15 @@ def _affine_rows(x2, y2, kj, sj, tj, j0, j1):
 
 
 @njit(nogil=True, fastmath=_FM, cache=True)
-def col_affine(x, kt, st, tt, y):
-    """``y = (x − k) · s + t`` with per-channel ``kt``, ``st``, ``tt`` in x's dtype."""
+def col_affine(x, kt, st, tt, y, wx):
+    """``y = (x − k) · s + t`` with per-channel ``kt``, ``st``, ``tt`` in x's dtype
+    (workspace ``wx``: 3 rows)."""
     n, c, length = x.shape
     cl = c * length
     x2, y2 = x.reshape(n, cl), y.reshape(n, cl)
     p = _split(x2)
-    kj, sj, tj = _spread(kt, length, x2, p), _spread(st, length, x2, p), \
-        _spread(tt, length, x2, p)
+    kj, sj = _spread(kt, length, wx[0], x2, p), _spread(st, length, wx[1], x2, p)
+    tj = _spread(tt, length, wx[2], x2, p)
     bounds = _pieces(cl, p)
     for e in range(4):
         _affine_rows(x2, y2, kj, sj, tj, bounds[e], bounds[e + 1])
@@ -230,17 +239,19 @@ def _bwd_rows(x2, g2, i0, i1, kj, dj, a1, a2, j0, j1):
 
 
 @njit(nogil=True, fastmath=_FM, cache=True)
-def col_bwd_sums(x, dy, k, d):
-    """``(Σ dy, Σ dy · ((x − k) − d))`` per channel (float64); ``d`` in x's dtype. Whole
-    rows, as in :func:`col_stats`."""
+def col_bwd_sums(x, dy, k, d, wx, wd, out):
+    """``out[0]`` = Σ dy, ``out[1]`` = Σ dy · ((x − k) − d) per channel (float64); ``d`` in
+    x's dtype. Whole rows, as in :func:`col_stats`; workspaces ``wx`` (4 rows), ``wd`` (2)."""
     n, c, length = x.shape
     cl = c * length
     x2, g2 = x.reshape(n, cl), dy.reshape(n, cl)
     rows = _block(x, 2)
-    kj, dj = _spread(k, length, x2, 0), _spread(d, length, x2, 0)
-    a1, a2 = _like(cl, x2, 0), _like(cl, x2, 0)
-    s1, s2 = np.zeros(c), np.zeros(c)
-    t1, t2 = np.empty(c), np.empty(c)
+    kj, dj = _spread(k, length, wx[0], x2, 0), _spread(d, length, wx[1], x2, 0)
+    a1, a2 = _like(wx[2], cl, x2, 0), _like(wx[3], cl, x2, 0)
+    s1, s2 = out[0], out[1]
+    s1[:] = 0.0
+    s2[:] = 0.0
+    t1, t2 = wd[0], wd[1]
     for i0 in range(0, n, rows):
         i1 = min(n, i0 + rows)
         a1[:] = 0.0
@@ -250,7 +261,6 @@ def col_bwd_sums(x, dy, k, d):
         _fold(a2, length, t2)
         s1 += t1
         s2 += t2
-    return s1, s2
 
 
 @njit(nogil=True, fastmath=_FM, cache=True)
@@ -263,14 +273,15 @@ def _dx_rows(x2, g2, o2, kj, aj, bj, cj, j0, j1):
 
 
 @njit(nogil=True, fastmath=_FM, cache=True)
-def col_dx(x, dy, kt, at, bt, ct, dx):
-    """``dx = a · dy + b · (x − k) + c`` with per-channel coefficients in x's dtype."""
+def col_dx(x, dy, kt, at, bt, ct, dx, wx):
+    """``dx = a · dy + b · (x − k) + c`` with per-channel coefficients in x's dtype
+    (workspace ``wx``: 4 rows)."""
     n, c, length = x.shape
     cl = c * length
     x2, g2, o2 = x.reshape(n, cl), dy.reshape(n, cl), dx.reshape(n, cl)
     p = _split(x2)
-    kj, aj = _spread(kt, length, x2, p), _spread(at, length, x2, p)
-    bj, cj = _spread(bt, length, x2, p), _spread(ct, length, x2, p)
+    kj, aj = _spread(kt, length, wx[0], x2, p), _spread(at, length, wx[1], x2, p)
+    bj, cj = _spread(bt, length, wx[2], x2, p), _spread(ct, length, wx[3], x2, p)
     bounds = _pieces(cl, p)
     for e in range(4):
         _dx_rows(x2, g2, o2, kj, aj, bj, cj, bounds[e], bounds[e + 1])

@@ -32,9 +32,20 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._colform import ALIGN, col_affine, col_bwd_sums, col_dx, col_stats
-from ._rowform import ROW_MIN, row_affine, row_bwd_sums, row_dx, row_stats
-from ._threads import AFFINE, DX, PARALLEL_MIN, STATS, SUMS, chunks, run_parallel, threads, workers
+from ._colform import ALIGN, workspace_width
+from ._rowform import ROW_MIN
+from ._threads import (
+    AFFINE,
+    DX,
+    PARALLEL_MIN,
+    STATS,
+    SUMS,
+    chunks,
+    run_kind,
+    run_parallel,
+    threads,
+    workers,
+)
 
 __all__ = ["bn_forward", "bn_backward", "empty_like", "threads", "ROW_MIN", "PARALLEL_MIN"]
 
@@ -132,23 +143,37 @@ def _merge_stats(res, n, nchunks, length):
 
 
 # ----- whole forward and backward --------------------------------------------------------------
+@njit(nogil=True, cache=True)
+def _workspaces(x, nslots):
+    """Per-thread workspaces for the passes (kernels allocate nothing themselves)."""
+    n, c, length = x.shape
+    width = workspace_width(c, length, x.itemsize) if length < ROW_MIN else ALIGN // x.itemsize
+    return np.empty((nslots, 4, width), dtype=x.dtype), np.empty((nslots, 4, c))
+
+
+@njit(nogil=True, cache=True)
+def _pass(job, nchunks, kind, x, dy, out, p0, p1, p2, p3, res, wx, wd):
+    """One pass: on this thread alone, or in chunks on the worker pool."""
+    if nchunks == 1:
+        run_kind(kind, x, dy, out, p0, p1, p2, p3, res[0], wx[0], wd[0])
+    else:
+        run_parallel(job, nchunks, kind, x, dy, out, p0, p1, p2, p3, res, wx, wd)
+
+
 @njit(nogil=True, fastmath=_FM, cache=True)
-def _forward(job, nchunks, x, w, b, eps, use_batch, update, rm, rv, alpha, unbias, out):
+def _forward(job, nchunks, res, wx, wd, x, w, b, eps, use_batch, update, rm, rv, alpha, unbias,
+             out):
     n, c, length = x.shape
     k = np.empty(c, dtype=x.dtype)
     var = np.empty(c)
+    if res.shape[0] == 0:  # one thread: small scratch of its own
+        res = np.empty((1, 2, c))
+        wx, wd = _workspaces(x, 1)
     if use_batch:
         for ch in range(c):
             k[ch] = x[0, ch, 0]
-        if nchunks == 1:
-            if length >= ROW_MIN:
-                d, m2 = row_stats(x, k)
-            else:
-                d, m2 = col_stats(x, k)
-        else:
-            res = np.empty((nchunks, 2, c))
-            run_parallel(job, nchunks, STATS, x, x, x, k, k, k, k, res)
-            d, m2 = _merge_stats(res, n, nchunks, length)
+        _pass(job, nchunks, STATS, x, x, x, k, k, k, k, res, wx, wd)
+        d, m2 = _merge_stats(res, n, nchunks, length)
         for ch in range(c):
             var[ch] = m2[ch] / (n * length)
         if update:
@@ -159,12 +184,7 @@ def _forward(job, nchunks, x, w, b, eps, use_batch, update, rm, rv, alpha, unbia
             k[ch] = rm[ch]
             var[ch] = rv[ch]
     inv, kt, st, tt = _normalizer(x, k, d, var, eps, w, b)
-    if nchunks > 1:
-        run_parallel(job, nchunks, AFFINE, x, x, out, kt, st, tt, tt, np.empty((nchunks, 2, c)))
-    elif length >= ROW_MIN:
-        row_affine(x, kt, st, tt, out)
-    else:
-        col_affine(x, kt, st, tt, out)
+    _pass(job, nchunks, AFFINE, x, x, out, kt, st, tt, tt, res, wx, wd)
     return k, d, inv
 
 
@@ -179,42 +199,44 @@ def bn_forward(x, w, b, eps, use_batch, rm, rv, alpha, unbias, out):
 
 
 def _on_threads(kernel, x, args):
-    """``kernel(job, chunks, *args)``: on the worker pool when ``x`` is large enough."""
+    """``kernel(job, chunks, res, wx, wd, *args)``: on the worker pool when ``x`` is large
+    enough, with the pool's scratch arrays (reused from call to call: allocating them fresh
+    page-faulted ~30 times per call, measured)."""
     nch = chunks(x)
     pool = workers() if nch > 1 else None
     if pool is None:
-        return kernel(_NO_JOB, 1, *args)
+        return kernel(_NO_JOB, 1, _NO_RES, _NO_WX[x.dtype.char], _NO_WD, *args)
     try:
-        return kernel(pool.job, nch, *args)
+        n, c, length = x.shape
+        width = int(workspace_width(c, length, x.itemsize)) if length < ROW_MIN \
+            else ALIGN // x.itemsize
+        res = pool.scratch("res", (nch, 2, c), np.float64)
+        wx = pool.scratch("wx", (pool.size + 1, 4, width), x.dtype)
+        wd = pool.scratch("wd", (pool.size + 1, 4, c), np.float64)
+        return kernel(pool.job, nch, res, wx, wd, *args)
     finally:
         pool.lock.release()
 
 
 @njit(nogil=True, fastmath=_FM, cache=True)
-def _backward(job, nchunks, x, dy, k, d, inv, w, m, use_batch, out):
+def _backward(job, nchunks, res, wx, wd, x, dy, k, d, inv, w, m, use_batch, out):
     n, c, length = x.shape
     if d.shape[0] == 0:  # constant statistics: no shift d to undo
         d = np.zeros(c)
     dt = np.empty(c, dtype=x.dtype)
     for ch in range(c):
         dt[ch] = d[ch]
-    if nchunks == 1:
-        if length >= ROW_MIN:
-            sdy, sdx = row_bwd_sums(x, dy, k, dt)
-        else:
-            sdy, sdx = col_bwd_sums(x, dy, k, dt)
-    else:
-        res = np.empty((nchunks, 2, c))
-        run_parallel(job, nchunks, SUMS, x, dy, x, k, dt, dt, dt, res)
-        sdy = res[:, 0].sum(axis=0)
-        sdx = res[:, 1].sum(axis=0)
+    if res.shape[0] == 0:  # one thread: small scratch of its own
+        res = np.empty((1, 2, c))
+        wx, wd = _workspaces(x, 1)
+    _pass(job, nchunks, SUMS, x, dy, x, k, dt, dt, dt, res, wx, wd)
+    sdy = np.zeros(c)
+    sdx = np.zeros(c)
+    for i in range(nchunks):
+        sdy += res[i, 0]
+        sdx += res[i, 1]
     kt, at, bt, ct = _dx_coefs(x, k, d, inv, w, sdy, sdx, m, use_batch)
-    if nchunks > 1:
-        run_parallel(job, nchunks, DX, x, dy, out, kt, at, bt, ct, np.empty((nchunks, 2, c)))
-    elif length >= ROW_MIN:
-        row_dx(x, dy, kt, at, bt, ct, out)
-    else:
-        col_dx(x, dy, kt, at, bt, ct, out)
+    _pass(job, nchunks, DX, x, dy, out, kt, at, bt, ct, res, wx, wd)
     return sdy, sdx * inv
 
 
@@ -225,4 +247,6 @@ def bn_backward(x, dy, k, d, inv, w, m, use_batch, out):
     return _on_threads(_backward, x, (x, dy, k, d, inv, w, float(m), bool(use_batch), out))
 
 
-_NO_JOB = np.zeros(16, dtype=np.int64)
+_NO_JOB = np.zeros(20, dtype=np.int64)
+_NO_RES, _NO_WD = np.zeros((0, 2, 1)), np.zeros((0, 4, 1))
+_NO_WX = {np.dtype(t).char: np.zeros((0, 4, 1), dtype=t) for t in (np.float32, np.float64)}

@@ -8,7 +8,6 @@ in float64, two-pass statistics per cache-sized block merged with Chan et al.'s 
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 ROW_MIN = 64  # L at or above which the inner loop runs along L, per channel
@@ -24,14 +23,16 @@ def block_rows(x, arrays):
 
 
 @njit(nogil=True, fastmath=_FM, cache=True)
-def row_stats(x, k):
-    """``(mean of x − k, Σ squared deviations)`` per channel (float64): per block of samples
-    an exact two-pass sum per channel, blocks merged with Chan et al."""
+def row_stats(x, k, wx, out):
+    """``out[0]`` = mean of x − k, ``out[1]`` = Σ squared deviations, per channel (float64):
+    per block of samples an exact two-pass sum per channel, blocks merged with Chan et al.
+    (``wx``: a workspace row of x's dtype; kernels allocate nothing, see ``_colform``)."""
     n, c, length = x.shape
     rows = block_rows(x, 1)
-    mean = np.zeros(c)
-    m2 = np.zeros(c)
-    dmj = np.empty(1, dtype=x.dtype)
+    mean, m2 = out[0], out[1]
+    mean[:] = 0.0
+    m2[:] = 0.0
+    dmj = wx[0]
     na = 0.0
     for n0 in range(0, n, rows):
         n1 = min(n, n0 + rows)
@@ -61,7 +62,6 @@ def row_stats(x, k):
             mean[ch] += delta * fa
             m2[ch] += q + delta * delta * fb
         na = tot
-    return mean, m2
 
 
 @njit(nogil=True, fastmath=_FM, cache=True)
@@ -76,12 +76,14 @@ def row_affine(x, kt, st, tt, y):
 
 
 @njit(nogil=True, fastmath=_FM, cache=True)
-def row_bwd_sums(x, dy, k, d):
-    """``(Σ dy, Σ dy · ((x − k) − d))`` per channel (float64); ``d`` in x's dtype."""
+def row_bwd_sums(x, dy, k, d, out):
+    """``out[0]`` = Σ dy, ``out[1]`` = Σ dy · ((x − k) − d) per channel (float64); ``d`` in
+    x's dtype."""
     n, c, length = x.shape
     rows = block_rows(x, 2)
-    sdy = np.zeros(c)
-    sdx = np.zeros(c)
+    sdy, sdx = out[0], out[1]
+    sdy[:] = 0.0
+    sdx[:] = 0.0
     for n0 in range(0, n, rows):
         n1 = min(n, n0 + rows)
         for ch in range(c):
@@ -99,7 +101,6 @@ def row_bwd_sums(x, dy, k, d):
                 t2 += p2
             sdy[ch] += t1
             sdx[ch] += t2
-    return sdy, sdx
 
 
 @njit(nogil=True, fastmath=_FM, cache=True)

@@ -44,9 +44,9 @@ CHUNKS_PER_THREAD = 4
 LINGER_US = 200.0  # how long an idle worker waits for the next pass before it sleeps
 
 STATS, AFFINE, SUMS, DX = 1, 2, 3, 4  # kinds of pass
-_NEXT, _DONE, _STOP, _KIND, _DTYPE, _N, _C, _L, _X, _DY, _OUT, _P0, _P1, _P2, _P3, _RES = \
-    range(16)
-_FIELDS = 16
+(_NEXT, _DONE, _STOP, _KIND, _DTYPE, _N, _C, _L, _X, _DY, _OUT, _P0, _P1, _P2, _P3, _RES, _WX,
+ _WD, _W) = range(19)
+_FIELDS = 20
 _M20 = (1 << 20) - 1
 _HAVE_YIELD = sys.platform.startswith(("linux", "darwin", "freebsd"))
 
@@ -122,35 +122,38 @@ _ptr64 = _pointer(types.float64, ir.DoubleType())
 
 # ----- one pass on one chunk ----------------------------------------------------------------------
 @njit(nogil=True, cache=True)
-def run_kind(kind, x, dy, out, p0, p1, p2, p3, res):
+def run_kind(kind, x, dy, out, p0, p1, p2, p3, res, wx, wd):
     """Run pass ``kind`` on ``x`` (and ``dy``, ``out``); per-channel arrays ``p0…p3`` in x's
-    dtype; results of the reductions into ``res`` (float64, ``(2, C)``)."""
+    dtype; results of the reductions into ``res`` (float64, ``(2, C)``); workspaces ``wx``
+    (4 rows, x's dtype) and ``wd`` (4 rows of C, float64) for this thread."""
     row = x.shape[2] >= ROW_MIN
     if kind == STATS:
-        a, b = row_stats(x, p0) if row else col_stats(x, p0)
-        res[0, :] = a
-        res[1, :] = b
+        if row:
+            row_stats(x, p0, wx, res)
+        else:
+            col_stats(x, p0, wx, wd, res)
     elif kind == AFFINE:
         if row:
             row_affine(x, p0, p1, p2, out)
         else:
-            col_affine(x, p0, p1, p2, out)
+            col_affine(x, p0, p1, p2, out, wx)
     elif kind == SUMS:
-        a, b = row_bwd_sums(x, dy, p0, p1) if row else col_bwd_sums(x, dy, p0, p1)
-        res[0, :] = a
-        res[1, :] = b
+        if row:
+            row_bwd_sums(x, dy, p0, p1, res)
+        else:
+            col_bwd_sums(x, dy, p0, p1, wx, wd, res)
     else:
         if row:
             row_dx(x, dy, p0, p1, p2, p3, out)
         else:
-            col_dx(x, dy, p0, p1, p2, p3, out)
+            col_dx(x, dy, p0, p1, p2, p3, out, wx)
 
 
 @njit(nogil=True, cache=True)
-def _run_chunk(kind, i, nch, x, dy, out, p0, p1, p2, p3, res):
+def _run_chunk(kind, i, nch, x, dy, out, p0, p1, p2, p3, res, wx, wd):
     n = x.shape[0]
     a, b = i * n // nch, (i + 1) * n // nch
-    run_kind(kind, x[a:b], dy[a:b], out[a:b], p0, p1, p2, p3, res[i])
+    run_kind(kind, x[a:b], dy[a:b], out[a:b], p0, p1, p2, p3, res[i], wx, wd)
 
 
 @njit(nogil=True, cache=True)
@@ -166,41 +169,44 @@ def _claim(job):
 
 
 @njit(nogil=True, cache=True)
-def _work_on(job):
-    """Run chunks of the published job (its arrays rebuilt from their addresses) until none
-    is left; whether any ran."""
+def _work_on(job, slot):
+    """Run chunks of the published job (its arrays rebuilt from their addresses) with the
+    workspaces of thread ``slot``, until none is left; whether any ran."""
     ran = False
     while True:
         i, nch = _claim(job)
         if i < 0:
             return ran
-        n, c, length, kind = job[_N], job[_C], job[_L], job[_KIND]
+        n, c, length, kind, width = job[_N], job[_C], job[_L], job[_KIND], job[_W]
         res = carray(_ptr64(job[_RES]), (nch, 2, c))
+        wd = carray(_ptr64(job[_WD]), (slot + 1, 4, c))[slot]
         if job[_DTYPE] == 4:
             _run_chunk(kind, i, nch, carray(_ptr32(job[_X]), (n, c, length)),
                        carray(_ptr32(job[_DY]), (n, c, length)),
                        carray(_ptr32(job[_OUT]), (n, c, length)), carray(_ptr32(job[_P0]), c),
                        carray(_ptr32(job[_P1]), c), carray(_ptr32(job[_P2]), c),
-                       carray(_ptr32(job[_P3]), c), res)
+                       carray(_ptr32(job[_P3]), c), res,
+                       carray(_ptr32(job[_WX]), (slot + 1, 4, width))[slot], wd)
         else:
             _run_chunk(kind, i, nch, carray(_ptr64(job[_X]), (n, c, length)),
                        carray(_ptr64(job[_DY]), (n, c, length)),
                        carray(_ptr64(job[_OUT]), (n, c, length)), carray(_ptr64(job[_P0]), c),
                        carray(_ptr64(job[_P1]), c), carray(_ptr64(job[_P2]), c),
-                       carray(_ptr64(job[_P3]), c), res)
+                       carray(_ptr64(job[_P3]), c), res,
+                       carray(_ptr64(job[_WX]), (slot + 1, 4, width))[slot], wd)
         _add(job, _DONE, 1)
         ran = True
 
 
 @njit(nogil=True, cache=True)
-def _serve(job, linger):
-    """A worker's loop: run chunks as they are published; return after ``linger`` idle turns
-    (1 when told to stop)."""
+def _serve(job, slot, linger):
+    """Worker ``slot``'s loop: run chunks as they are published; return after ``linger``
+    idle turns (1 when told to stop)."""
     idle = 0
     while idle < linger:
         if _load(job, _STOP):
             return 1
-        if _work_on(job):
+        if _work_on(job, slot):
             idle = 0
         else:
             idle += 1
@@ -209,15 +215,17 @@ def _serve(job, linger):
 
 
 @njit(nogil=True, cache=True)
-def run_parallel(job, nch, kind, x, dy, out, p0, p1, p2, p3, res):
-    """Run pass ``kind`` over ``x`` in ``nch`` chunks of samples, on this thread and the
-    workers; the results of chunk i into ``res[i]``."""
+def run_parallel(job, nch, kind, x, dy, out, p0, p1, p2, p3, res, wx, wd):
+    """Run pass ``kind`` over ``x`` in ``nch`` chunks of samples, on this thread (workspaces
+    ``wx[0]``, ``wd[0]``) and the workers (``wx[w + 1]``…); results of chunk i into
+    ``res[i]``."""
     n, c, length = x.shape
     job[_KIND], job[_DTYPE], job[_N], job[_C], job[_L] = kind, x.itemsize, n, c, length
     job[_X], job[_DY], job[_OUT] = x.ctypes.data, dy.ctypes.data, out.ctypes.data
     job[_P0], job[_P1], job[_P2], job[_P3] = p0.ctypes.data, p1.ctypes.data, p2.ctypes.data, \
         p3.ctypes.data
-    job[_RES] = res.ctypes.data
+    job[_RES], job[_WX], job[_WD], job[_W] = res.ctypes.data, wx.ctypes.data, wd.ctypes.data, \
+        wx.shape[2]
     _store(job, _DONE, 0)
     seq = (_load(job, _NEXT) >> 40) + 1
     _store(job, _NEXT, (seq << 40) | (nch << 20))  # publish: chunks may be claimed from now
@@ -225,7 +233,7 @@ def run_parallel(job, nch, kind, x, dy, out, p0, p1, p2, p3, res):
         i, _ = _claim(job)
         if i < 0:
             break
-        _run_chunk(kind, i, nch, x, dy, out, p0, p1, p2, p3, res)
+        _run_chunk(kind, i, nch, x, dy, out, p0, p1, p2, p3, res, wx[0], wd[0])
         _add(job, _DONE, 1)
     while _load(job, _DONE) < nch:  # chunks the workers claimed, still running
         _yield()
@@ -251,6 +259,7 @@ class _Pool:
         self.size = size
         self.job = np.zeros(_FIELDS, dtype=np.int64)
         self.lock = threading.Lock()
+        self._scratch: dict = {}
         self.asleep = [True] * size
         self.wake = [queue.SimpleQueue() for _ in range(size)]
         _idle_turns(self.job, 10)  # compile or load
@@ -265,7 +274,7 @@ class _Pool:
     def _work(self, w: int) -> None:
         while True:
             self.wake[w].get()
-            if _serve(self.job, self.linger):
+            if _serve(self.job, w + 1, self.linger):
                 return
             self.asleep[w] = True
 
@@ -276,6 +285,13 @@ class _Pool:
             if self.asleep[w]:
                 self.asleep[w] = False
                 self.wake[w].put(None)
+
+    def scratch(self, name: str, shape, dtype) -> np.ndarray:
+        """A scratch array for the caller holding ``lock``, kept for the next call."""
+        a = self._scratch.get(name)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            a = self._scratch[name] = np.empty(shape, dtype=dtype)
+        return a
 
     def stop(self) -> None:
         self.job[_STOP] = 1
