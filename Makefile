@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench fuzz soak install clean
+.PHONY: clean-jit demo test lint bench fuzz soak install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,3 +38,9 @@ soak: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+	$(MAKE) clean-jit
+
+# numba's on-disk cache checks only each function's own file: after editing a kernel module,
+# functions in other files that call it keep the old compiled code until this is run
+clean-jit:
+	find src -path '*__pycache__*' \( -name '*.nbi' -o -name '*.nbc' \) -delete

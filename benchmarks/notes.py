@@ -9,8 +9,8 @@ METHOD = """\
   threadpoolctl limits for NumPy's BLAS (and any OpenMP pool), `numba.set_num_threads(n)`.
 * Every case runs 2 warm-up calls of each framework, then 21 rounds (11 for the epoch) that
   time gammabeta and PyTorch alternately (the order flips every round). Each timing covers
-  enough back-to-back calls to last ≥ 50 ms (≥ 200 ms for the epoch). Reported: the median
-  time per call and the interquartile range (IQR) of the rounds.
+  enough back-to-back calls of that function to last ≥ 50 ms (≥ 200 ms for the epoch).
+  Reported: the median time per call and the interquartile range (IQR) of the rounds.
 * BatchNorm: float32, γ ~ N(1, 0.2²), β ~ N(0, 1), input N(1, 2²). *forward (train)* runs with
   gradients enabled in both (gammabeta keeps its backward cache, PyTorch builds its graph);
   *forward (eval)* runs under `no_grad` in both; *forward+backward* also computes dx, dγ, dβ.

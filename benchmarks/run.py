@@ -93,15 +93,19 @@ def alternate(fns: dict, repeats: int, min_time: float = 0.02) -> dict:
     Each timed block starts after ``SETTLE_S`` of idle time and ``WARM_S`` of untimed calls
     (see there).
 
-    Each timing covers enough back-to-back calls to last ``min_time``; returns seconds per call
-    per function: median, interquartile range and all rounds.
+    Each timing covers enough back-to-back calls of that function to last ``min_time`` (the
+    count is set per function: one count for all, set by the slowest, left the fast ones a
+    single call per timing, which made their rounds swing 2x); returns seconds per call per
+    function: median, interquartile range and all rounds.
     """
     names = list(fns)
     for _ in range(2):
         for name in names:
             fns[name]()
-    t = max(max(timed(fns[name], 1) for name in names), 1e-6)
-    inner = max(1, int(min_time / t))
+    inner = {}
+    for name in names:
+        t = max(float(np.median([timed(fns[name], 1) for _ in range(3)])), 1e-6)
+        inner[name] = max(1, int(np.ceil(min_time / t)))
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         gc.collect()
@@ -111,7 +115,7 @@ def alternate(fns: dict, repeats: int, min_time: float = 0.02) -> dict:
         for name in order:
             time.sleep(SETTLE_S)
             warm(fns[name], WARM_S)
-            times[name].append(timed(fns[name], inner))
+            times[name].append(timed(fns[name], inner[name]))
     out: dict = {"inner": inner, "repeats": repeats}
     for name, ts in times.items():
         q1, med, q3 = np.percentile(ts, [25, 50, 75])
