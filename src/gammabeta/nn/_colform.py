@@ -7,12 +7,14 @@ chunk of the batch.
 
 Alignment. NumPy arrays start 16 bytes past a 64-byte boundary as a rule, and vector loads
 that straddle cache lines made these loops 1.4–1.6× slower (measured on this project's AMD
-EPYC, AVX-512). So each sample's row is walked in two pieces: positions ``[0, p)`` and
-``[p, C·L)``, ``p`` being where the row's first cache line boundary falls, and the
-per-position arrays are placed with the same offset from a cache line as the input: the long
-piece then loads only whole lines. (When a row is not a whole number of cache lines long,
-rows start at different offsets and ``p = 0``.) Every position still sums the same values in
-the same order, so results do not depend on where the input sits in memory.
+EPYC, AVX-512). The elementwise passes (output, dx) therefore walk the flat array in rows of
+``C·L`` values that start at its first cache line boundary ``p``, with the per-position
+constants rotated to match (the first ``p`` values and the rest of the last sample are done
+separately); each value is computed by the same formula whatever the walk, so the result
+does not depend on ``p``. The reductions walk whole samples (position order and grouping of
+every sum fixed, so results do not depend on where the input sits either); splitting their
+rows at the boundary cost more than the aligned loads saved. (When a row is not a whole
+number of cache lines long, rows start at different offsets and ``p = 0``.)
 
 Numerics are those of :mod:`gammabeta.nn._kernels`: per-position partial sums over at most
 ``BLOCK`` samples (4 at a time) in the input's dtype, per-channel totals in float64,
@@ -42,16 +44,6 @@ def _split(x2):
     if (cl * it) % ALIGN or r % it:
         return 0
     return min(((ALIGN - r) % ALIGN) // it, cl)
-
-
-@njit(nogil=True, cache=True)
-def _pieces(cl, p):
-    """Boundaries of the pieces a row is walked in: ``[0, p)``, then from the cache line
-    boundary ``p`` a multiple of 64 positions, a multiple of 16, and the rest — so that the
-    compiled loops run whole vectors (16 float32, unrolled 4×) with no scalar remainder."""
-    e64 = p + 64 * ((cl - p) // 64)
-    e16 = e64 + 16 * ((cl - e64) // 16)
-    return (0, p, e64, e16, cl)
 
 
 @njit(nogil=True, cache=True)
@@ -103,6 +95,23 @@ def _spread(v, length, w, x2, p):
     workspace row ``w`` placed like x2's rows (see :func:`_like`)."""
     out = _like(w, v.shape[0] * length, x2, p)
     _unfold(v, length, out)
+    return out
+
+
+@njit(nogil=True, cache=True)
+def _rotate(v, length, p, out):
+    """``out[q] = v[channel of position (p + q) mod C·L]``: per-channel values laid out for
+    rows that start at position ``p`` (counted up, without a division per position)."""
+    c = v.shape[0]
+    ch, pos = p // length, p % length
+    for q in range(c * length):
+        out[q] = v[ch]
+        pos += 1
+        if pos == length:
+            pos = 0
+            ch += 1
+            if ch == c:
+                ch = 0
     return out
 
 
@@ -193,27 +202,31 @@ def col_stats(x, k, wx, wd, out):
 
 
 @njit(nogil=True, fastmath=_FM, cache=True)
-def _affine_rows(x2, y2, kj, sj, tj, j0, j1):
-    ks, ss, ts = kj[j0:j1], sj[j0:j1], tj[j0:j1]
-    for i in range(x2.shape[0]):
-        xa, ya = x2[i][j0:j1], y2[i][j0:j1]
-        for j in range(ks.shape[0]):
-            ya[j] = (xa[j] - ks[j]) * ss[j] + ts[j]
-
-
-@njit(nogil=True, fastmath=_FM, cache=True)
 def col_affine(x, kt, st, tt, y, wx):
     """``y = (x − k) · s + t`` with per-channel ``kt``, ``st``, ``tt`` in x's dtype
-    (workspace ``wx``: 3 rows)."""
+    (workspace ``wx``: 3 rows). Elementwise, so walked in rows of C·L values that start at
+    the input's first cache line boundary ``p`` (the per-position constants rotated to
+    match; the first ``p`` and the last ``C·L − p`` values separately): one loop per row,
+    every vector load whole-line, and each value computed exactly as in any other walk."""
     n, c, length = x.shape
     cl = c * length
-    x2, y2 = x.reshape(n, cl), y.reshape(n, cl)
+    x2 = x.reshape(n, cl)
+    x1, y1 = x.reshape(n * cl), y.reshape(n * cl)
     p = _split(x2)
-    kj, sj = _spread(kt, length, wx[0], x2, p), _spread(st, length, wx[1], x2, p)
-    tj = _spread(tt, length, wx[2], x2, p)
-    bounds = _pieces(cl, p)
-    for e in range(4):
-        _affine_rows(x2, y2, kj, sj, tj, bounds[e], bounds[e + 1])
+    kr = _rotate(kt, length, p, _like(wx[0], cl, x2, 0))
+    sr = _rotate(st, length, p, _like(wx[1], cl, x2, 0))
+    tr = _rotate(tt, length, p, _like(wx[2], cl, x2, 0))
+    rows = n - 1 if p else n
+    for r in range(rows):
+        xa, ya = x1[p + r * cl:p + (r + 1) * cl], y1[p + r * cl:p + (r + 1) * cl]
+        for q in range(cl):
+            ya[q] = (xa[q] - kr[q]) * sr[q] + tr[q]
+    for f in range(p):  # positions 0…p−1 of the first sample
+        q = cl - p + f
+        y1[f] = (x1[f] - kr[q]) * sr[q] + tr[q]
+    for q in range(cl - p if p else 0):  # positions p… of the last sample
+        f = p + rows * cl + q
+        y1[f] = (x1[f] - kr[q]) * sr[q] + tr[q]
 
 
 @njit(nogil=True, fastmath=_FM, cache=True)
@@ -264,24 +277,27 @@ def col_bwd_sums(x, dy, k, d, wx, wd, out):
 
 
 @njit(nogil=True, fastmath=_FM, cache=True)
-def _dx_rows(x2, g2, o2, kj, aj, bj, cj, j0, j1):
-    ks, as_, bs, cs = kj[j0:j1], aj[j0:j1], bj[j0:j1], cj[j0:j1]
-    for i in range(x2.shape[0]):
-        xa, ga, oa = x2[i][j0:j1], g2[i][j0:j1], o2[i][j0:j1]
-        for j in range(ks.shape[0]):
-            oa[j] = as_[j] * ga[j] + bs[j] * (xa[j] - ks[j]) + cs[j]
-
-
-@njit(nogil=True, fastmath=_FM, cache=True)
 def col_dx(x, dy, kt, at, bt, ct, dx, wx):
     """``dx = a · dy + b · (x − k) + c`` with per-channel coefficients in x's dtype
-    (workspace ``wx``: 4 rows)."""
+    (workspace ``wx``: 4 rows); walked like :func:`col_affine`."""
     n, c, length = x.shape
     cl = c * length
-    x2, g2, o2 = x.reshape(n, cl), dy.reshape(n, cl), dx.reshape(n, cl)
+    x2 = x.reshape(n, cl)
+    x1, g1, o1 = x.reshape(n * cl), dy.reshape(n * cl), dx.reshape(n * cl)
     p = _split(x2)
-    kj, aj = _spread(kt, length, wx[0], x2, p), _spread(at, length, wx[1], x2, p)
-    bj, cj = _spread(bt, length, wx[2], x2, p), _spread(ct, length, wx[3], x2, p)
-    bounds = _pieces(cl, p)
-    for e in range(4):
-        _dx_rows(x2, g2, o2, kj, aj, bj, cj, bounds[e], bounds[e + 1])
+    kr = _rotate(kt, length, p, _like(wx[0], cl, x2, 0))
+    ar = _rotate(at, length, p, _like(wx[1], cl, x2, 0))
+    br = _rotate(bt, length, p, _like(wx[2], cl, x2, 0))
+    cr = _rotate(ct, length, p, _like(wx[3], cl, x2, 0))
+    rows = n - 1 if p else n
+    for r in range(rows):
+        b0 = p + r * cl
+        xa, ga, oa = x1[b0:b0 + cl], g1[b0:b0 + cl], o1[b0:b0 + cl]
+        for q in range(cl):
+            oa[q] = ar[q] * ga[q] + br[q] * (xa[q] - kr[q]) + cr[q]
+    for f in range(p):
+        q = cl - p + f
+        o1[f] = ar[q] * g1[f] + br[q] * (x1[f] - kr[q]) + cr[q]
+    for q in range(cl - p if p else 0):
+        f = p + rows * cl + q
+        o1[f] = ar[q] * g1[f] + br[q] * (x1[f] - kr[q]) + cr[q]
