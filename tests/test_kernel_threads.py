@@ -175,16 +175,20 @@ def test_two_python_threads_calling_layers_at_once(threaded):
 
     def work(i):
         try:
-            with backend.jit("force"):
-                got[i] = [layers[i](xs[i]).copy() for _ in range(20)]
+            got[i] = [layers[i](xs[i]).copy() for _ in range(20)]
         except BaseException as exc:  # reported below
             errors.append(exc)
 
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(60)
+    # the JIT mode is process-wide: set it here, once (entering backend.jit in each thread
+    # would race: the last thread out could restore the other's "force")
+    before = backend.jit_mode()
+    with backend.jit("force"):
+        workers = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(60)
+    assert backend.jit_mode() == before
     assert not errors
     for exp, res in zip(expected, got, strict=True):
         for e, r in zip(exp, res, strict=True):

@@ -303,6 +303,17 @@ _pool: _Pool | None = None
 _pool_lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    """The child has none of the parent's threads: forget the pool (and a lock that another
+    thread may have held at the fork)."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def threads() -> int:
     """Threads the kernels use for arrays of ``PARALLEL_MIN`` elements or more: numba's
     setting (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``)."""
