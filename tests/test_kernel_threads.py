@@ -16,6 +16,7 @@ import pytest
 import gammabeta.nn as nn
 from gammabeta import backend
 
+from .test_kernels import run_bn
 from .test_numerics import reference
 
 pytestmark = pytest.mark.skipif(backend.kernels(np, 10**9) is None,
@@ -44,23 +45,6 @@ def misaligned(a, elements: int):
     out = buf[start:start + a.size].reshape(a.shape)
     out[...] = a
     return out
-
-
-def run(shape, mode, dtype=np.float32, training=True, x=None, dy=None, offset=3.0):
-    rng = np.random.default_rng(sum(shape))
-    x = (offset + 2 * rng.standard_normal(shape)).astype(dtype) if x is None else x
-    dy = rng.standard_normal(shape).astype(dtype) if dy is None else dy
-    cls = nn.BatchNorm2d if len(shape) == 4 else nn.BatchNorm1d
-    bn = cls(shape[1], gamma_init="normal(mean=1, std=0.5)", beta_init="normal",
-             rng=np.random.default_rng(1), dtype=dtype)
-    if not training:
-        bn.running_mean[...] = offset
-        bn.running_var[...] = 3.0
-        bn.eval()
-    with backend.jit(mode):
-        y = bn(x)
-        dx = bn.backward(dy)
-    return x, dy, bn, y.copy(), dx.copy()
 
 
 SHAPES = [(7, 5), (64, 33), (100, 32, 10), (9, 3, 70), (4, 3, 9, 11), (33, 16, 8, 8),
@@ -94,13 +78,13 @@ def outputs(res):
 @pytest.mark.parametrize("training", [True, False])
 def test_threaded_kernels_match_the_numpy_path(threaded, shape, dtype, training):
     bound = 2e-6 if dtype == np.float32 else 1e-13
-    assert_paths_agree(run(shape, "off", dtype, training), run(shape, "force", dtype, training),
-                       bound)
+    assert_paths_agree(run_bn(shape, "off", 3.0, training, dtype),
+                       run_bn(shape, "force", 3.0, training, dtype), bound)
 
 
 @pytest.mark.parametrize("shape", [(64, 33), (100, 32, 10), (33, 16, 8, 8)])
 def test_threaded_kernels_meet_the_float64_bounds_at_a_large_offset(threaded, shape):
-    x, dy, bn, y, dx = run(shape, "force", offset=1e4)
+    x, dy, bn, y, dx = run_bn(shape, "force", offset=1e4)
     x3, dy3 = x.reshape(shape[0], shape[1], -1), dy.reshape(shape[0], shape[1], -1)
     g, b = bn.weight.data.astype(np.float64), bn.bias.data.astype(np.float64)
     yr, dxr, dgr, dbr, _, rvr, sd = reference(x3.astype(np.float64), dy3.astype(np.float64),
@@ -122,8 +106,8 @@ def test_kernels_on_inputs_that_do_not_start_on_a_cache_line(request, shape, shi
     rng = np.random.default_rng(shift)
     x = (1 + rng.standard_normal(shape)).astype(np.float32)
     dy = rng.standard_normal(shape).astype(np.float32)
-    ref = run(shape, "off", x=x, dy=dy)
-    got = run(shape, "force", x=misaligned(x, shift), dy=misaligned(dy, 16 - shift))
+    ref = run_bn(shape, "off", x=x, dy=dy)
+    got = run_bn(shape, "force", x=misaligned(x, shift), dy=misaligned(dy, 16 - shift))
     assert_paths_agree(ref, got, 2e-6)
 
 
@@ -205,7 +189,7 @@ def test_results_do_not_depend_on_where_the_input_sits(request, shape, threads):
     rng = np.random.default_rng(7)
     x = (5 + rng.standard_normal(shape)).astype(np.float32)
     dy = rng.standard_normal(shape).astype(np.float32)
-    runs = [outputs(run(shape, "force", x=misaligned(x, s), dy=misaligned(dy, s)))
+    runs = [outputs(run_bn(shape, "force", x=misaligned(x, s), dy=misaligned(dy, s)))
             for s in (0, 1, 4, 13)]
     for other in runs[1:]:
         for a, b in zip(runs[0], other, strict=True):
@@ -221,7 +205,7 @@ def test_a_forked_child_gets_its_own_worker_threads(threaded):
     shape = (48, 20, 9)
     rng = np.random.default_rng(3)
     x = rng.standard_normal(shape).astype(np.float32)
-    _, _, _, y_parent, _ = run(shape, "force", x=x)  # the parent's pool is running now
+    _, _, _, y_parent, _ = run_bn(shape, "force", x=x)  # the parent's pool is running now
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
     child = ctx.Process(target=_child_forward, args=(shape, x, queue))
@@ -236,4 +220,4 @@ def _child_forward(shape, x, queue):
     from gammabeta.nn import _threads
 
     _threads.PARALLEL_MIN, _threads.CHUNK_MIN = 1, 8
-    queue.put(run(shape, "force", x=x)[3])
+    queue.put(run_bn(shape, "force", x=x)[3])

@@ -17,12 +17,15 @@ from .test_numerics import reference
 SHAPES = [(2, 3, 1), (8, 3, 100), (5, 4, 67), (16, 7, 3)]
 
 
-def run_bn(shape, mode, offset=0.0, training=True):
+def run_bn(shape, mode, offset=0.0, training=True, dtype=np.float32, x=None, dy=None):
+    """Forward and backward of a BatchNorm1d/2d with random γ, β in JIT mode ``mode``:
+    ``(x, dy, layer, y, dx)``; ``x``/``dy`` default to seeded random arrays."""
     rng = np.random.default_rng(sum(shape))
-    x = (offset + 2 * rng.standard_normal(shape)).astype(np.float32)
-    dy = rng.standard_normal(shape).astype(np.float32)
-    bn = nn.BatchNorm1d(shape[1], gamma_init="normal(mean=1, std=0.5)", beta_init="normal",
-                        rng=rng)
+    x = (offset + 2 * rng.standard_normal(shape)).astype(dtype) if x is None else x
+    dy = rng.standard_normal(shape).astype(dtype) if dy is None else dy
+    cls = nn.BatchNorm2d if len(shape) == 4 else nn.BatchNorm1d
+    bn = cls(shape[1], gamma_init="normal(mean=1, std=0.5)", beta_init="normal",
+             rng=np.random.default_rng(1), dtype=dtype)
     if not training:
         bn.running_mean[...] = offset
         bn.running_var[...] = 3.0
@@ -30,7 +33,7 @@ def run_bn(shape, mode, offset=0.0, training=True):
     with backend.jit(mode):
         y = bn(x)
         dx = bn.backward(dy)
-    return x, dy, bn, y, dx
+    return x, dy, bn, y.copy(), dx.copy()
 
 
 @pytest.mark.parametrize("mode", ["off", "force"])
