@@ -57,12 +57,6 @@ def _like(w, n, x2, p):
     return w[s:s + n]
 
 
-@njit(cache=True)
-def workspace_width(c, length, itemsize):
-    """Length of each workspace row :func:`col_stats` and friends need."""
-    return c * length + ALIGN // itemsize
-
-
 @njit(nogil=True, cache=True)
 def _fold(acc, length, out):
     """``out[ch] = Σ acc`` over each channel's positions (in position order), float64."""

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._colform import ALIGN, workspace_width
+from ._colform import ALIGN
 from ._rowform import ROW_MIN
 from ._threads import (
     AFFINE,
@@ -143,11 +143,18 @@ def _merge_stats(res, n, nchunks, length):
 
 
 # ----- whole forward and backward --------------------------------------------------------------
+@njit(cache=True)
+def _workspace_width(c, length, itemsize):
+    """Length of a workspace row: a C·L row plus room to place it on a cache line for the
+    column form; one cache line (a scalar cast buffer) for the row form."""
+    return c * length + ALIGN // itemsize if length < ROW_MIN else ALIGN // itemsize
+
+
 @njit(nogil=True, cache=True)
 def _workspaces(x, nslots):
     """Per-thread workspaces for the passes (kernels allocate nothing themselves)."""
     n, c, length = x.shape
-    width = workspace_width(c, length, x.itemsize) if length < ROW_MIN else ALIGN // x.itemsize
+    width = _workspace_width(c, length, x.itemsize)
     return np.empty((nslots, 4, width), dtype=x.dtype), np.empty((nslots, 4, c))
 
 
@@ -208,8 +215,7 @@ def _on_threads(kernel, x, args):
         return kernel(_NO_JOB, 1, _NO_RES, _NO_WX[x.dtype.char], _NO_WD, *args)
     try:
         n, c, length = x.shape
-        width = int(workspace_width(c, length, x.itemsize)) if length < ROW_MIN \
-            else ALIGN // x.itemsize
+        width = int(_workspace_width(c, length, x.itemsize))
         res = pool.scratch("res", (nch, 2, c), np.float64)
         wx = pool.scratch("wx", (pool.size + 1, 4, width), x.dtype)
         wd = pool.scratch("wd", (pool.size + 1, 4, c), np.float64)
