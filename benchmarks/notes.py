@@ -126,8 +126,10 @@ forward-only and (256, 1024) cases at 1.04–1.34× PyTorch. Measured causes and
   48 µs per split pass back to back and 12 µs after idle time, and kept the last part's
   arrays alive, so the next call's fresh output page-faulted (119–138 faults per call, p90
   1.8 ms for a 0.35 ms pass). Replaced by worker threads that run a compiled loop without the
-  GIL: parts are claimed with compare-and-swap on one atomic word, 1–2 µs per split pass;
-  the output pass of (256, 1024) 22.5 → 12.6 µs on 2 threads. Every pass now splits from
+  GIL: parts are claimed with compare-and-swap on one atomic word. Splitting a layer call
+  costs ~5.5 µs in all (eval forward of a tiny input: 2.8 µs on one thread, 8.3 µs split in
+  2 chunks; 2.7 µs of it is the Python side — pool lock, scratch arrays); the output pass of
+  (256, 1024) 22.5 → 12.6 µs on 2 threads (prototype of the hand-off). Every pass now splits from
   2¹⁷ elements, in chunks of ≥ 2¹⁸ elements, 4 per thread (8 chunks of 32 rows cost the
   column form's per-chunk set-up: (256, 1024) fwd+bwd 169 against 102 µs). An idle worker
   spins 200 µs calling `sched_yield` at every turn: spinning without yielding made the

@@ -1,4 +1,4 @@
-"""Worker threads for the BatchNorm kernels: one pass split over the cores for about 1 µs.
+"""Worker threads for the BatchNorm kernels: a pass split over the cores for a few µs.
 
 A pass over the batch is cut into *chunks* of samples (a few per thread). The caller writes a
 job descriptor (an int64 array: kind of pass, dtype, shape, addresses of the arrays) and
