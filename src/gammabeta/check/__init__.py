@@ -22,7 +22,9 @@ This package's ``__init__`` stays light: the sandboxed child imports it too.
 
 from __future__ import annotations
 
-__all__ = ["check", "Report", "Finding"]
+import os
+
+__all__ = ["check", "Report", "Reports", "Finding"]
 
 
 def check(obj_or_path, **options):
@@ -53,16 +55,20 @@ def check(obj_or_path, **options):
         Bad options, a missing file, or a NAME the file does not define (the message lists
         what it defines).
     """
-    from .options import CheckOptions, resolve_target
-    from .run import run_check
+    from .options import CheckOptions, _split, resolve_targets
+    from .report import Reports
+    from .run import run_all
 
     opts = CheckOptions.from_kwargs(options)
-    load, target = resolve_target(obj_or_path, opts)
-    return run_check(load, target, opts)
+    targets = resolve_targets(obj_or_path, opts)
+    reports = run_all(targets, opts)
+    if isinstance(obj_or_path, (str, os.PathLike)) and not _split(os.fspath(obj_or_path))[1]:
+        return Reports(os.fspath(obj_or_path), reports)
+    return reports[0]
 
 
 def __getattr__(name):
-    if name in ("Report", "Finding"):
+    if name in ("Report", "Reports", "Finding"):
         from . import report
 
         return getattr(report, name)

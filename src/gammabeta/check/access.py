@@ -36,6 +36,9 @@ def to_array(v, what: str) -> np.ndarray:
     """``v`` as a numeric NumPy array, or :class:`BadReturn` saying what ``what`` was instead."""
     if isinstance(v, np.ndarray):
         a = v
+    elif isinstance(v, (list, tuple)) and what.startswith(("the output", "the out ")):
+        raise BadReturn(f"{what} is {describe_value(v)}; expected a NumPy array (a list has no "
+                        ".shape and does not broadcast like an array)")
     elif isinstance(v, (int, float, np.number, list)) or hasattr(v, "__array__"):
         try:
             a = np.asarray(v)

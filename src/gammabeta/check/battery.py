@@ -1,11 +1,18 @@
-"""The battery of BatchNorm checks, each on fresh seeded data with random γ and β.
+"""The battery of normalization checks, each on fresh seeded data with random γ and β.
 
-Order: the layer runs at all (``forward_runs``, ``backward_runs``); training forward; dx, dγ, dβ
-against the reference and against finite differences; running statistics
-(:mod:`gammabeta.check.running`); evaluation mode; evaluation after one training step; a batch
-of one; float32 with a 1e4 offset; a tiny variance; float32 against float64; (N, C, H, W).
-Each check adds findings to the report; a failing one says what, where and (via
-:mod:`gammabeta.check.diagnose`) the likely cause.
+Order: the layer runs at all (``forward_runs``, ``backward_runs``); the ε the code uses
+(:mod:`gammabeta.check.epsilon`); training forward; dx, dγ, dβ against the reference and against
+finite differences; for the batch kinds running statistics (:mod:`gammabeta.check.running`),
+evaluation mode and evaluation after one training step (:mod:`gammabeta.check.evalmode`) and a
+batch of one; float32 with a 1e4 offset; a tiny variance and a constant channel; float32 against
+float64; (N, C, H, W) for ``batchnorm``; inputs left unchanged. Each check adds findings to the
+report; a failing one says what, where and (via :mod:`gammabeta.check.diagnose`) the likely
+cause.
+
+Verdicts: FAIL only when the math is wrong under the implementation's own conventions or its
+numerics break on realistic inputs; conventions that differ from PyTorch (momentum as the weight
+of the old value, a biased running variance, running_var starting at 0, another ε) are NOTEs;
+robustness gaps (NaN on a batch of one, inputs changed in place) are WARNs.
 """
 
 from __future__ import annotations
@@ -14,12 +21,13 @@ import numpy as np
 
 from . import diagnose as dg
 from .context import TOL, TOL_FD, TOL_HYP, Abort, cmp_finding
+from .epsilon import check_epsilon
+from .evalmode import check_eval_after_training, check_eval_mode, check_train_eq_eval
 from .numerics import check_float32, check_large_offset, check_nchw, check_tiny_variance
-from .reference import eval_ref, running_after, stats, train_ref
 from .running import check_running
 from .sandbox import UserFailure
 
-__all__ = ["BATCHNORM_CHECKS"]
+__all__ = ["BATCHNORM_CHECKS", "checks_for"]
 
 
 def check_runs(ctx) -> None:
@@ -33,7 +41,8 @@ def check_runs(ctx) -> None:
         y = ctx.forward(x, True)
     except UserFailure as e:
         y = None
-        if e.kind in ("raised", "bad_return"):  # perhaps (N, C, H, W) only?
+        if e.kind in ("raised", "bad_return") and not ctx.spatial \
+                and ctx.norm.name == "batchnorm":  # perhaps (N, C, H, W) only?
             x4 = ctx.batch(rng, spatial=(2, 3))
             try:
                 ctx.reset(g, b)
@@ -78,7 +87,7 @@ def check_forward_train(ctx) -> None:
     x = ctx.batch(rng)
     ctx.reset(g, b)
     y = ctx.forward(x, True)
-    ref = train_ref(x, ctx.gamma, ctx.beta, ctx.eps)
+    ref = ctx.ref(x)
     cmp_finding(ctx, "forward_train", "forward (training)", y, ref["y"], TOL,
                  "training output matches the reference",
                  "training output differs from the reference",
@@ -99,7 +108,7 @@ def check_backward(ctx) -> None:
     x = ctx.batch(rng)
     dy = rng.normal(size=x.shape)
     got = _grads(ctx, g, b, x, dy)
-    ref = train_ref(x, ctx.gamma, ctx.beta, ctx.eps, dy)
+    ref = ctx.ref(x, dy)
     c = dg.compare(got["dx"], ref["dx"])
     if c["err"] <= TOL:
         ctx.add("backward_dx", "pass", "dx", f"dx matches the reference (max error "
@@ -107,13 +116,12 @@ def check_backward(ctx) -> None:
     else:
         cause = dg.best_match(got["dx"], dg.dx_hypotheses(ref, dy), TOL_HYP)
         if cause is None:
-            cause = dg.residual_shape(got["dx"] - ref["dx"], ref["xhat"], ref["stats"]["axes"],
-                                      TOL)
+            cause = dg.residual_shape(got["dx"] - ref["dx"], ref, TOL)
         details = []
         # the γ = 1, β = 0 experiment: would the usual initialization have shown the bug?
         c1, ones = ctx.c, np.ones(ctx.c)
         got1 = _grads(ctx, ones, np.zeros(c1), x, dy)
-        ref1 = train_ref(x, ones, np.zeros(c1), ctx.eps, dy)
+        ref1 = ctx.ref(x, dy, gamma=ones, beta=np.zeros(c1))
         e1 = dg.compare(got1["dx"], ref1["dx"])["err"]
         if e1 <= TOL:
             details.append(f"with γ = 1, β = 0 this dx matches the reference (max error "
@@ -128,7 +136,7 @@ def check_backward(ctx) -> None:
                  hyps=dg.dgamma_hypotheses(ref, x_, dy))
     cmp_finding(ctx, "backward_dbeta", "dβ", got["dbeta"], ref["dbeta"], TOL,
                  "dβ matches the reference", "dβ differs from the reference",
-                 hyps=dg.dbeta_hypotheses(ref))
+                 hyps=dg.dbeta_hypotheses(ref, dy))
 
 
 def check_gradcheck(ctx) -> None:
@@ -155,102 +163,16 @@ def check_gradcheck(ctx) -> None:
                 f"{worst['err']:.2g}){note}", cmp=worst, tol=tol)
     else:
         cause = "the backward pass is not the derivative of this forward pass"
-        ref = train_ref(x, ctx.gamma, ctx.beta, ctx.eps, dy)
+        ref = ctx.ref(x, dy)
         if dg.compare(num[worst_key], ref[worst_key])["err"] <= 1e-4:  # the forward is right
             hyps = {"dx": dg.dx_hypotheses(ref, dy),
                     "dgamma": dg.dgamma_hypotheses(ref, x, dy),
-                    "dbeta": dg.dbeta_hypotheses(ref)}[worst_key]
+                    "dbeta": dg.dbeta_hypotheses(ref, dy)}[worst_key]
             why = dg.best_match(got[worst_key], hyps, TOL_HYP)
             cause += f" ({why})" if why else ""
         ctx.add("gradcheck", "fail", "finite differences",
                 f"{worst_key} differs from central differences of the forward pass{note}",
                 cause=cause, cmp=worst, tol=tol)
-
-
-def _trained(ctx, tag, steps=3):
-    """A fresh layer after a few training steps, and an evaluation batch."""
-    rng = ctx.rng(tag)
-    g, b = ctx.params(rng)
-    ctx.reset(g, b)
-    batches = [ctx.batch(rng) for _ in range(steps)]
-    for xb in batches:
-        ctx.forward(xb, True)
-    # an eval batch far from the training statistics, so the two kinds of output differ
-    xe = ctx.batch(rng, loc=rng.uniform(3, 6, ctx.c), scale=rng.uniform(2, 4, ctx.c))
-    return batches, xe
-
-
-def check_eval_mode(ctx) -> None:
-    """Evaluation output against the formula with the layer's own statistics."""
-    title = "evaluation mode"
-    if not ctx.has_eval:
-        ctx.add("eval_mode", "fail", title, "no way to switch the layer to evaluation mode "
-                "(train()/eval(), a training or mode attribute, forward(x, training=...)); "
-                "name it with --mode-attr")
-        return
-    _, xe = _trained(ctx, "eval_mode")
-    rm, rv = ctx.running_stats()
-    y = ctx.forward(xe, False)
-    rm2, rv2 = ctx.running_stats()
-    batch = train_ref(xe, ctx.gamma, ctx.beta, ctx.eps)["y"]
-    hyps = [(batch, "eval output equals the batch-statistics output: eval mode still uses batch "
-                    "statistics")]
-    if rm is None or rv is None:
-        if dg.best_match(y, hyps, TOL_HYP):
-            ctx.add("eval_mode", "fail", title, "eval output differs from the running-statistics "
-                    "formula", cause=hyps[0][1], cmp=dg.compare(y, batch))
-        else:
-            ctx.add("eval_mode", "skip", title, "no running statistics to compare with")
-        return
-    want = eval_ref(xe, ctx.gamma, ctx.beta, ctx.eps, rm, rv)
-    with np.errstate(all="ignore"):
-        hyps.append((ctx.gamma * (xe - rm) / (rv + ctx.eps) + ctx.beta,
-                     "eval divides by running_var instead of √(running_var + ε)"))
-        hyps.append((ctx.gamma * (xe - rm) / np.sqrt(rv) + ctx.beta,
-                     "ε is missing in eval: divide by √(running_var + ε)"))
-    if cmp_finding(ctx, "eval_mode", title, y, want, TOL,
-                    "eval output is γ·(x − running_mean)/√(running_var + ε) + β with the "
-                    "layer's own running statistics",
-                    "eval output is not γ·(x − running_mean)/√(running_var + ε) + β", hyps=hyps):
-        if not (np.allclose(rm, rm2, rtol=0, atol=0) and np.allclose(rv, rv2, rtol=0, atol=0)):
-            f = ctx.report.findings[-1]
-            f.status, f.message = "fail", "a forward pass in eval mode changed the running stats"
-            f.cause = "eval mode updates the running statistics (it should only read them)"
-
-
-def check_eval_after_training(ctx) -> None:
-    """Evaluation after one training step against the reference."""
-    title = "eval after one training step"
-    if not ctx.has_eval or ctx.running.get("missing"):
-        ctx.add("eval_after_training", "skip", title, "no evaluation mode or running statistics")
-        return
-    rng = ctx.rng("eval_after_training")
-    g, b = ctx.params(rng)
-    x1 = ctx.batch(rng)
-    xe = ctx.batch(rng, loc=rng.uniform(-1, 1, ctx.c), scale=rng.uniform(0.5, 1.5, ctx.c))
-    ctx.reset(g, b)
-    ctx.forward(x1, True)
-    y = ctx.forward(xe, False)
-    fit = ctx.running
-    w = fit["w"] if fit.get("consistent") and 0 < fit.get("w", 0) <= 1 else 0.1
-    unbiased = fit.get("unbiased", True) if fit.get("consistent") else True
-    rm, rv = running_after([x1], w=w, unbiased=unbiased)
-    want = eval_ref(xe, ctx.gamma, ctx.beta, ctx.eps, rm, rv)
-    s = stats(x1)
-    var1 = s["unbiased"] if unbiased else s["var"]
-    hyps = [(eval_ref(xe, ctx.gamma, ctx.beta, ctx.eps, rm, w * var1),
-             f"running_var starts at 0: after one step with momentum {w:.3g} it is {w:.3g}·var, "
-             "so eval divides by a too-small variance"),
-            (train_ref(xe, ctx.gamma, ctx.beta, ctx.eps)["y"],
-             "eval output equals the batch-statistics output: eval mode still uses batch "
-             "statistics"),
-            (eval_ref(xe, ctx.gamma, ctx.beta, ctx.eps, s["mean"], var1),
-             "eval uses the last batch's statistics (running statistics = last batch)")]
-    conv = f"new-batch weight {w:.3g}, {'unbiased' if unbiased else 'biased'} variance as detected"
-    cmp_finding(ctx, "eval_after_training", title, y, want, TOL,
-                 f"eval after one step matches the reference ({conv}, start values 0 and 1)",
-                 "eval output after one training step differs from the reference "
-                 f"({conv}, running_mean starting at 0, running_var at 1)", hyps=hyps)
 
 
 def check_batch_of_one(ctx) -> None:
@@ -296,15 +218,31 @@ def check_batch_of_one(ctx) -> None:
     what, arr, cause = problems[0]
     c = dg.compare(arr, np.zeros_like(arr))
     c["want"] = None  # there is no expected value, only "finite"
-    ctx.add("batch_of_one", "fail", title,
+    ctx.add("batch_of_one", "warn", title,
             f"returns NaN/inf silently for a batch of one: {what} is not finite after "
             f"training on x of shape {x1.shape}", cause=cause, cmp=c,
             details=[f"NumPy warned: {w}" for w in warns])
 
 
+def check_inputs_unchanged(ctx) -> None:
+    """WARN when a forward or backward call changed its input array in place."""
+    title = "inputs unchanged"
+    if ctx.mutated:
+        calls = sorted(ctx.mutated)
+        ctx.add("inputs_unchanged", "warn", title,
+                f"{calls[0]} changed its input array in place"
+                + (f" ({len(calls) - 1} more call(s) did too)" if len(calls) > 1 else ""),
+                cause="the caller's x or dout is overwritten (e.g. x -= mu); work on a copy. "
+                      "Every comparison above used the original input")
+    else:
+        ctx.add("inputs_unchanged", "pass", title,
+                "no forward or backward call changed its input arrays")
+
+
 # key, title, function, needs the backward pass
 BATCHNORM_CHECKS = [
     ("forward_runs", "forward runs", check_runs, False),
+    ("epsilon", "ε", check_epsilon, False),
     ("forward_train", "forward (training)", check_forward_train, False),
     ("backward_dx", "dx, dγ, dβ", check_backward, True),
     ("gradcheck", "finite differences", check_gradcheck, True),
@@ -316,4 +254,15 @@ BATCHNORM_CHECKS = [
     ("tiny_variance", "tiny variance", check_tiny_variance, False),
     ("float32", "float32", check_float32, False),
     ("nchw", "(N, C, H, W)", check_nchw, False),
+    ("inputs_unchanged", "inputs unchanged", check_inputs_unchanged, False),
 ]
+
+# layer and group normalization: no running statistics, train = eval
+NORM_CHECKS = [c for c in BATCHNORM_CHECKS if c[0] not in (
+    "running_stats", "eval_mode", "eval_after_training", "batch_of_one", "nchw")]
+NORM_CHECKS.insert(5, ("train_eq_eval", "evaluation mode", check_train_eq_eval, False))
+
+
+def checks_for(norm) -> list:
+    """The battery for a kind of normalization."""
+    return BATCHNORM_CHECKS if norm.running else NORM_CHECKS

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from . import wire
-from .adapters import BadReturn, BatchNormClass, BatchNormPair, Unusable, numeric_grads
+from .adapters import BadReturn, BatchNormPair, Unusable, numeric_grads
+from .classes import NormClass
 from .generic import LayerClass, LayerPair
 
 _HERE = str(Path(__file__).resolve().parent)
@@ -53,11 +54,21 @@ class Server:
         for p in meta.get("sys_path", []):
             if p not in sys.path:
                 sys.path.append(p)
+        for p in meta.get("front_path", []):  # the file's folder, its package's parent
+            if p not in sys.path:
+                sys.path.insert(0, p)
+        mod = None
         if meta.get("module"):
-            mod = importlib.import_module(meta["module"])
-        else:
+            try:
+                mod = importlib.import_module(meta["module"])
+            except Exception:  # noqa: BLE001 - the package may not import; try the file alone
+                if not meta.get("file_shown"):
+                    raise
+                meta = dict(meta, file=meta["file_shown"])
+        if mod is None:
             path = Path(meta["file"]).resolve()
-            sys.path.insert(0, str(path.parent))
+            if str(path.parent) not in sys.path:
+                sys.path.insert(0, str(path.parent))
             name = f"_gbcheck_{path.stem}"
             spec = importlib.util.spec_from_file_location(name, path)
             mod = importlib.util.module_from_spec(spec)
@@ -74,8 +85,8 @@ class Server:
                 self.adapter = LayerClass(obj, meta["name"], meta.get("init_args"),
                                           meta.get("init_kwargs"))
             else:
-                self.adapter = BatchNormClass(obj, meta["name"], meta.get("init_args"),
-                                              meta.get("init_kwargs"), meta.get("attrs"))
+                self.adapter = NormClass(obj, meta["name"], meta.get("init_args"),
+                                         meta.get("init_kwargs"), meta.get("attrs"))
         elif callable(obj):
             bname = meta.get("backward") or meta["name"].replace("forward", "backward")
             bwd = getattr(mod, bname, None)
@@ -94,11 +105,13 @@ class Server:
         if self.kind == "layer":
             return self.adapter.reset(arrays), {}
         info = self.adapter.reset(int(meta["c"]), arrays["gamma"], arrays["beta"],
-                                  float(meta["eps"]), meta.get("momentum"))
+                                  float(meta["eps"]), meta.get("momentum"),
+                                  groups=meta.get("groups"), x=arrays.get("x"))
         out = {}
         if self.adapter.style == "class":
             out = {k: v for k, v in self.adapter.running().items() if v is not None}
             info["paths"] = self.adapter.paths
+            info["adapter"] = self.adapter.info()
         g, b = self.adapter.params()
         out["gamma"], out["beta"] = np.array(g), np.array(b)
         return info, out
@@ -107,17 +120,30 @@ class Server:
         """One forward pass."""
         if self.kind == "layer":
             return {}, {"out": self.adapter.forward()}
-        return {}, {"out": self.adapter.forward(arrays["x"], bool(meta["train"]))}
+        x = arrays["x"]
+        x0 = x.copy()
+        out = self.adapter.forward(x, bool(meta["train"]))
+        return {"mutated": not np.array_equal(x, x0, equal_nan=True)}, {"out": out}
 
     def op_backward(self, meta, arrays):
         """One backward pass."""
-        return {}, self.adapter.backward(arrays["dout"])
+        dout = arrays["dout"]
+        d0 = dout.copy()
+        grads = self.adapter.backward(dout)
+        if self.kind == "layer":
+            return {}, grads
+        return {"mutated": not np.array_equal(dout, d0, equal_nan=True)}, grads
 
     def op_running(self, meta, arrays):
         """The running statistics."""
         got = self.adapter.running()
         info = {"paths": getattr(self.adapter, "paths", None)}
         return info, {k: v for k, v in got.items() if v is not None}
+
+    def op_set_running(self, meta, arrays):
+        """Overwrite the running statistics where the layer keeps them (same shape, dtype)."""
+        done = self.adapter.set_running(arrays["running_mean"], arrays["running_var"])
+        return {"done": bool(done)}, {}
 
     def op_numgrad(self, meta, arrays):
         """Central differences of the forward pass."""
@@ -156,8 +182,22 @@ class Server:
         return out_meta, out_arrays
 
 
+def _limit_memory() -> None:
+    """Cap the address space at GAMMABETA_CHECK_MEMORY bytes (set by the parent)."""
+    limit = os.environ.get("GAMMABETA_CHECK_MEMORY")
+    if not limit:
+        return
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def main() -> int:
     """Serve requests until stdin closes."""
+    _limit_memory()
     proto_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything the user's code prints goes to stderr, not into the protocol
     sys.stdout = sys.stderr

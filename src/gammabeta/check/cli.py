@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .options import KINDS
+
 __all__ = ["add_parser", "run", "main"]
 
 USAGE_EXAMPLES = """\
 examples:
-  gammabeta check my_bn.py:batchnorm_forward          cs231n-style forward/backward pair
-  gammabeta check my_bn.py:BatchNorm                   a class with forward()/backward()
+  gammabeta check layers.py                            every normalization in the file
+  gammabeta check layers.py:batchnorm_forward          one cs231n-style forward/backward pair
+  gammabeta check my_bn.py:BatchNorm                   one class with forward()/backward()
   gammabeta check my_layers.py:affine_forward --kind layer --shapes '4,5;5,3;3'
-exit status: 0 when every check passes (warnings allowed), 1 when one fails, 2 on bad usage.
+exit status: 0 when no check fails (notes and warnings allowed), 1 when one fails, 2 on bad
+usage or when the layer could not be driven (the report says which flag to give).
 """
 
 
@@ -24,13 +28,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "(float64) on random inputs with random γ and β, in a separate process "
                     "with a time limit; name each failing property and its likely cause.",
         epilog=USAGE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("target", metavar="FILE.py:NAME",
-                   help="a forward function (cs231n style) or a class in FILE.py")
+    p.add_argument("target", metavar="FILE.py[:NAME]",
+                   help="a file (every batch/layer/group norm in it is found) or one forward "
+                        "function (cs231n style) or class in it")
     p.add_argument("--backward", metavar="NAME",
                    help="the backward function (default: NAME with 'forward' → 'backward')")
-    p.add_argument("--kind", choices=["batchnorm", "layer"], default="batchnorm",
-                   help="batchnorm (default: the full battery) or layer (forward/backward "
-                        "against finite differences only)")
+    p.add_argument("--kind", choices=list(KINDS), default="auto",
+                   help="auto (default: from the name), batchnorm, spatial_batchnorm, "
+                        "layernorm, groupnorm, or layer (any layer: forward/backward against "
+                        "finite differences only)")
+    p.add_argument("--groups", type=int, default=2, metavar="G",
+                   help="groupnorm: the number of groups to test with (default 2, 6 channels)")
     p.add_argument("--init-args", metavar="ARGS",
                    help="constructor arguments as Python literals, e.g. '64, momentum=0.1' "
                         "(default: the number of channels)")
@@ -46,6 +54,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         g.add_argument(f"--{role}-attr", metavar="ATTR", help=f"default: {ex}")
     p.add_argument("--timeout", type=float, default=20.0,
                    help="seconds each call into your code may take (default 20)")
+    p.add_argument("--memory", default="4G",
+                   help="memory the checked code may use, e.g. 4G or 512M (default 4G)")
     p.add_argument("--strict-pytorch", action="store_true",
                    help="fail on defensible differences from PyTorch too (biased running_var)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
@@ -60,7 +70,8 @@ def run(args) -> int:
     from . import check
 
     opts = {k: getattr(args, k) for k in (
-        "backward", "kind", "init_args", "shapes", "timeout", "strict_pytorch", "seed",
+        "backward", "kind", "groups", "init_args", "shapes", "timeout", "memory",
+        "strict_pytorch", "seed",
         "gamma_attr", "beta_attr", "running_mean_attr", "running_var_attr", "dgamma_attr",
         "dbeta_attr", "momentum_attr", "eps_attr", "mode_attr")}
     report = check(args.target, **opts)

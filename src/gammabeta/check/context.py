@@ -31,12 +31,22 @@ class Abort(Exception):
 class Ctx:
     """The sandbox, the options, the report and what earlier checks learned."""
 
-    def __init__(self, sb, opts, report, info: dict):
+    def __init__(self, sb, opts, report, info: dict, norm=None, groups: int = 1):
+        from .reference import NORMS
+
         self.sb, self.opts, self.report, self.info = sb, opts, report, info
-        self.c, self.n = 3, 8
-        self.spatial: tuple = ()  # (H, W) when the layer accepts only (N, C, H, W)
+        self.norm = norm or NORMS["batchnorm"]
+        self.groups = int(groups)
+        self.c, self.n = {"layernorm": (5, 4), "groupnorm": (6, 2)}.get(self.norm.name, (3, 8))
+        self.spatial: tuple = tuple(self.norm.spatial)  # (H, W) for (N, C, H, W) input
         self.eps = 1e-5
+        self.nominal_eps = 1e-5  # what the checker asked for (bn_param['eps'], the attribute)
+        self.eps_model = "inside"  # ε inside the square root (√(σ² + ε)) or added to σ
         self.backward_ok = True
+        self.eps_detected = False
+        self.given_eps = False
+        self.constructed = ""
+        self.mutated: set = set()
         self.has_eval = True
         self.running: dict = {}
         self.gamma = self.beta = None
@@ -54,25 +64,42 @@ class Ctx:
         beta += np.where(np.abs(beta) < 0.2, 0.5, 0.0)
         return gamma.astype(dtype), beta.astype(dtype)
 
-    def batch(self, rng, n=None, spatial=None, dtype=np.float64, loc=None, scale=None):
-        """Input of shape ``(n, C, *spatial)`` with its own mean and scale per channel."""
+    def per_group(self, rng, lo: float, hi: float, n: int, ndim: int) -> np.ndarray:
+        """One uniform draw per statistics group (channel, sample or (sample, group)),
+        shaped to broadcast against an input of ``n`` samples and ``ndim`` axes."""
+        rest = (1,) * (ndim - 2)
+        if self.norm.stat == "batch":
+            return rng.uniform(lo, hi, self.c).reshape((1, self.c) + rest)
+        if self.norm.stat == "layer":
+            return rng.uniform(lo, hi, n).reshape((n, 1) + rest)
+        g = rng.uniform(lo, hi, (n, self.groups))
+        return np.repeat(g, self.c // self.groups, axis=1).reshape((n, self.c) + rest)
+
+    def batch(self, rng, n=None, spatial=None, dtype=np.float64, loc=(-2, 2), scale=(0.5, 2.5)):
+        """Input of shape ``(n, C, *spatial)`` with its own mean and scale per statistics group;
+        ``loc``/``scale`` are a (low, high) range drawn per group, or one number."""
         n = self.n if n is None else n
         spatial = self.spatial if spatial is None else spatial
         shape = (n, self.c) + tuple(spatial)
-        bshape = (1, self.c) + (1,) * len(spatial)
-        loc = rng.uniform(-2, 2, self.c) if loc is None else np.broadcast_to(loc, (self.c,))
-        scale = rng.uniform(0.5, 2.5, self.c) if scale is None else \
-            np.broadcast_to(scale, (self.c,))
-        x = rng.normal(size=shape) * scale.reshape(bshape) + loc.reshape(bshape)
+        lo = self.per_group(rng, *loc, n, len(shape)) if isinstance(loc, tuple) else loc
+        sc = self.per_group(rng, *scale, n, len(shape)) if isinstance(scale, tuple) else scale
+        x = rng.normal(size=shape) * sc + lo
         return x.astype(dtype)
+
+    def ref(self, x, dy=None, gamma=None, beta=None):
+        """The float64 reference for ``x`` with the layer's γ, β and ε (see reference.py)."""
+        from .reference import train_ref
+
+        return train_ref(x, self.gamma if gamma is None else gamma,
+                         self.beta if beta is None else beta, self.eps, dy, norm=self.norm,
+                         groups=self.groups)
 
     # ----- descriptions -----------------------------------------------------------------------
     def construct_desc(self) -> str:
         """How the layer is constructed, for messages."""
         if self.info.get("style") != "class":
             return self.info.get("forward", "forward")
-        a = self.opts.init_args
-        return f"{self.info['class']}({a if a is not None else self.c})"
+        return self.constructed or f"{self.info['class']}(...)"
 
     def fwd_desc(self, x, train: bool) -> str:
         """A forward call as it appears in messages."""
@@ -89,10 +116,19 @@ class Ctx:
     # ----- calls ------------------------------------------------------------------------------
     def reset(self, gamma, beta, momentum=None) -> tuple[dict, dict]:
         """Fresh layer with γ, β (and momentum when given); remembers eps and γ, β as held."""
-        meta, arrays = self.sb.call("reset", {"c": self.c, "eps": 1e-5, "momentum": momentum},
-                                    {"gamma": gamma, "beta": beta}, what=self.construct_desc())
+        x = self.batch(np.random.default_rng(0))
+        meta, arrays = self.sb.call("reset", {"c": self.c, "eps": 1e-5, "momentum": momentum,
+                                              "groups": self.groups},
+                                    {"gamma": gamma, "beta": beta, "x": x},
+                                    what=self.construct_desc() or "constructing the layer")
+        if meta.get("adapter"):
+            self.info.update(meta["adapter"])
         eps = meta.get("eps")
-        self.eps = float(eps) if isinstance(eps, (int, float)) and eps > 0 else 1e-5
+        self.nominal_eps = float(eps) if isinstance(eps, (int, float)) and eps > 0 else 1e-5
+        if not self.eps_detected:
+            self.eps = self.nominal_eps
+        self.given_eps = bool(meta.get("eps_given"))
+        self.constructed = meta.get("constructed") or self.constructed
         self.gamma = arrays["gamma"].astype(np.float64).reshape(-1)
         self.beta = arrays["beta"].astype(np.float64).reshape(-1)
         self.has_eval = bool(meta.get("has_eval", True))
@@ -103,6 +139,8 @@ class Ctx:
         what = self.fwd_desc(x, train)
         meta, arrays = self.sb.call("forward", {"train": bool(train)}, {"x": x}, what=what)
         self.last_warnings = meta.get("warnings", [])
+        if meta.get("mutated"):
+            self.mutated.add(what)
         out = arrays["out"]
         if out.shape != x.shape:
             raise UserFailure("bad_return", f"{what} returned an array of shape "
@@ -115,6 +153,8 @@ class Ctx:
         what = self.bwd_desc(dout)
         meta, g = self.sb.call("backward", {}, {"dout": dout}, what=what)
         self.last_warnings = meta.get("warnings", [])
+        if meta.get("mutated"):
+            self.mutated.add(what)
         if g["dx"].shape != dout.shape:
             raise UserFailure("bad_return", f"{what} returned dx of shape {tuple(g['dx'].shape)};"
                               f" expected the input's shape {tuple(dout.shape)}", where=what)
@@ -135,9 +175,17 @@ class Ctx:
     def running_stats(self):
         """``(running_mean, running_var)`` as float64 (None where the layer has none)."""
         _, arrays = self.sb.call("running", {}, {}, what="reading the running statistics")
-        rm, rv = arrays.get("running_mean"), arrays.get("running_var")
-        return (None if rm is None else rm.astype(np.float64).reshape(-1),
-                None if rv is None else rv.astype(np.float64).reshape(-1))
+        out = []
+        for k in ("running_mean", "running_var"):
+            a = arrays.get(k)
+            if a is not None and a.size != self.c:
+                what = self.where_name(k)
+                hint = (f" ({a.size} = H·W: statistics per position, taken over the wrong axes)"
+                        if self.spatial and a.size == int(np.prod(self.spatial)) else "")
+                raise UserFailure("bad_return", f"{what} has shape {tuple(a.shape)}; expected "
+                                  f"({self.c},), one value per channel{hint}", where=what)
+            out.append(None if a is None else a.astype(np.float64).reshape(-1))
+        return tuple(out)
 
     def numgrad(self, x, dout, h: float) -> dict:
         """Central differences of the layer's own forward pass (in the child)."""

@@ -1,23 +1,28 @@
 """Name a mistake by testing hypotheses numerically, never by reading the user's source.
 
 For each failing quantity the battery builds the answers that classic mistakes would give
-(from :mod:`gammabeta.check.reference`) and asks which one the user's numbers match. When none
-does, :func:`residual_shape` looks at the structure of the error per channel (a constant, a
-multiple of x̂, or both), which still points at the mean or variance path of the backward pass.
+(from the pieces :func:`gammabeta.check.reference.train_ref` returns) and asks which one the
+user's numbers match. When none does, :func:`residual_shape` looks at the structure of the
+error per statistics group (a constant, a multiple of x̂, or both), which still points at the
+mean or variance path of the backward pass.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["compare", "best_match", "forward_hypotheses", "dx_hypotheses",
-           "dgamma_hypotheses", "dbeta_hypotheses", "residual_shape"]
+from .reference import backward_parts, group_mean, train_ref
 
-MEAN_PATH = "dx is off by a constant per channel: the mean path of the backward pass is missing"
+__all__ = ["compare", "best_match", "forward_hypotheses", "dx_hypotheses",
+           "dgamma_hypotheses", "dbeta_hypotheses", "residual_shape", "group_ids"]
+
+MEAN_PATH = "dx is off by a constant per group: the mean path of the backward pass is missing"
 VAR_PATH = ("dx is off by a term proportional to x̂: the variance path of the backward pass is "
             "missing")
 GAMMA_IGNORED = ("dx is right for γ = 1 only: the backward pass ignores γ (dx must be scaled by "
                  "γ/√(σ²+ε)); tests with γ = 1, β = 0 cannot see this")
+NAIVE_VAR = ("the variance is computed as E[x²] − E[x]² (catastrophic cancellation in float32 "
+             "with a large offset); compute mean((x − μ)²) after subtracting the mean")
 
 
 def compare(got, want) -> dict:
@@ -27,7 +32,8 @@ def compare(got, want) -> dict:
     if got.shape != want.shape:
         return {"err": float("inf"), "index": None, "got": None, "want": None,
                 "shape": list(got.shape)}
-    diff = np.abs(got - want)
+    with np.errstate(all="ignore"):
+        diff = np.abs(got - want)
     bad = ~np.isfinite(got)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -35,6 +41,8 @@ def compare(got, want) -> dict:
                 "want": float(want[idx]), "nonfinite": True}
     if diff.size == 0:
         return {"err": 0.0, "index": None, "got": None, "want": None}
+    if not np.all(np.isfinite(diff)):  # the prediction itself is not finite
+        return {"err": float("inf"), "index": None, "got": None, "want": None}
     idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape))
     scale = max(1.0, float(np.max(np.abs(want))))
     return {"err": float(diff[idx] / scale), "index": list(idx), "got": float(got[idx]),
@@ -45,6 +53,8 @@ def best_match(got, hypotheses, tol: float):
     """The cause whose predicted array ``got`` matches best within ``tol``; else None."""
     best = None
     for pred, cause in hypotheses:
+        if pred is None:
+            continue
         e = compare(got, pred)["err"]
         if e <= tol and (best is None or e < best[1]):
             best = (cause, e)
@@ -56,97 +66,181 @@ def _b(ref, a):
     return np.asarray(a).reshape(ref["stats"]["bshape"])
 
 
+def _renorm(ref, x, norm_name: str, **kw):
+    """The output if the statistics were taken as another kind would take them."""
+    from .reference import NORMS
+
+    r = train_ref(x, ref["gamma"], ref["beta"], ref["eps"], norm=NORMS[norm_name], **kw)
+    return r["y"]
+
+
+def layout_hypotheses(ref, x):
+    """Outputs of statistics taken over the wrong values (axis, reshape, grouping)."""
+    s = ref["stats"]
+    norm, eps, g, b = s["norm"], ref["eps"], ref["gamma"], ref["beta"]
+    x = np.asarray(x, dtype=np.float64)
+    out = []
+    if norm.stat == "batch":
+        out.append((_renorm(ref, x, "layernorm") if x.ndim == 2 else None,
+                    "normalizes over the wrong axis: statistics per sample (over the features) "
+                    "instead of per feature over the batch"))
+        if x.ndim == 4:
+            n, c, h, w = x.shape
+            mu, var = x.mean(axis=0), x.var(axis=0)
+            with np.errstate(all="ignore"):
+                out.append((_b(ref, g) * (x - mu) / np.sqrt(var + eps) + _b(ref, b),
+                            "(N, C, H, W) input is normalized per position (over N only), not "
+                            "per channel over N, H and W"))
+            flat = x.reshape(-1, c)  # reshape without moving C last: channels scrambled
+            y = train_ref(flat, g, b, eps)["y"].reshape(x.shape)
+            out.append((y, "channels scrambled: x.reshape(-1, C) without first moving C to the "
+                           "last axis (transpose(0, 2, 3, 1)), so each 'channel' mixes values "
+                           "of several channels and positions"))
+            moved = x.transpose(0, 2, 3, 1).reshape(-1, c)
+            y2 = train_ref(moved, g, b, eps)["y"].reshape(x.shape)
+            out.append((y2, "channels scrambled on the way back: the (N·H·W, C) result is "
+                            "reshaped to (N, C, H, W) without transposing it back"))
+    elif norm.stat == "layer":
+        out.append((_renorm(ref, x, "batchnorm") if x.ndim == 2 else None,
+                    "normalizes over the wrong axis: statistics per feature over the batch "
+                    "(batch norm) instead of per sample over the features"))
+    else:
+        groups = s["groups"]
+        c = x.shape[1]
+        if c % groups == 0 and c // groups != groups:
+            out.append((_renorm(ref, x, "groupnorm", groups=c // groups),
+                        f"wrong grouping: {c // groups} groups of {groups} channels instead of "
+                        f"G = {groups} groups of {c // groups} (G and C/G swapped in the "
+                        "reshape)"))
+        perm = np.argsort(np.arange(c) % groups, kind="stable")
+        xp = x[:, perm]
+        yp = train_ref(xp, g[perm], b[perm], eps, norm=norm, groups=groups)["y"]
+        y = np.empty_like(yp)
+        y[:, perm] = yp
+        out.append((y, "wrong grouping: channels are grouped interleaved (reshape to (N, C/G, G, "
+                       "...)) instead of G blocks of C/G consecutive channels (reshape to (N, G, "
+                       "C/G, ...))"))
+        out.append((_renorm(ref, x, "layernorm"), "normalizes over all channels of a sample "
+                                                  "(layer norm) instead of per group"))
+    return out
+
+
 def forward_hypotheses(ref, x, eps: float):
     """Training outputs of classic forward mistakes, each with its one-sentence cause."""
     s, g, b, xhat = ref["stats"], ref["gamma"], ref["beta"], ref["xhat"]
     x = np.asarray(x, dtype=np.float64)
-    xc = x - _b(ref, s["mean"])
+    xc = x - s["mean"]
+    gb, bb = _b(ref, g), _b(ref, b)
     with np.errstate(all="ignore"):
-        return [
-            (_b(ref, g) * xc / _b(ref, np.sqrt(s["unbiased"] + eps)) + _b(ref, b),
-             "the forward pass normalizes with the unbiased variance (÷(m−1)); batch norm "
-             "normalizes with the biased one (÷m) and stores the unbiased one"),
+        hyps = [
+            (gb * xc / np.sqrt(s["unbiased"] + eps) + bb,
+             "the forward pass normalizes with the unbiased variance (÷(m−1)); normalize with "
+             "the biased one (÷m)"),
             (xhat, "γ and β are not applied: the output is x̂"),
-            (_b(ref, b) * xhat + _b(ref, g), "γ and β are swapped: the output is β·x̂ + γ"),
-            (_b(ref, g) * xhat, "β is not added"),
-            (_b(ref, g) * xc / _b(ref, s["var"] + eps) + _b(ref, b),
+            (bb * xhat + gb, "γ and β are swapped: the output is β·x̂ + γ"),
+            (gb * xhat, "β is not added"),
+            (gb * xc / (s["var"] + eps) + bb,
              "the forward pass divides by the variance instead of the standard deviation"),
-            (_b(ref, g) * xc / _b(ref, np.sqrt(s["var"]) + eps) + _b(ref, b),
+            (gb * xc / (np.sqrt(s["var"]) + eps) + bb,
              "ε is added to the standard deviation instead of the variance: use √(σ² + ε)"),
-            (_b(ref, g) * xc / _b(ref, np.sqrt(s["var"])) + _b(ref, b),
-             "ε is missing: divide by √(σ² + ε), not σ"),
-            (_b(ref, g) * x * _b(ref, ref["inv_std"]) + _b(ref, b),
-             "the batch mean is not subtracted"),
-            (_b(ref, g) * x / np.sqrt(1 + eps) + _b(ref, b),
-             "the training forward pass uses the running statistics instead of the batch "
-             "statistics"),
+            (gb * xc / np.sqrt(s["var"]) + bb, "ε is missing: divide by √(σ² + ε), not σ"),
+            (gb * x * ref["inv_std"] + bb, "the mean is not subtracted"),
         ]
+        if s["norm"].running:
+            hyps.append((gb * x / np.sqrt(1 + eps) + bb,
+                         "the training forward pass uses the running statistics instead of the "
+                         "batch statistics"))
+    return hyps + layout_hypotheses(ref, x)
 
 
 def dx_hypotheses(ref, dy):
     """dx of classic backward mistakes (missing mean or variance path, γ ignored, ...)."""
     s, xhat = ref["stats"], ref["xhat"]
-    m = s["m"]
+    norm, groups, m = s["norm"], s["groups"], s["m"]
     dy = np.asarray(dy, dtype=np.float64)
-    g = _b(ref, ref["gamma"] * ref["inv_std"])
-    dbeta_m = _b(ref, ref["dbeta"] / m)
-    dgamma_m = _b(ref, ref["dgamma"] / m)
-    return [
-        (g * (dy - xhat * dgamma_m), MEAN_PATH),
-        (g * (dy - dbeta_m), VAR_PATH),
-        (g * dy, "dx = γ·dy/√(σ²+ε): the backward pass treats the batch mean and variance as "
-                 "constants (both the mean and the variance paths are missing)"),
-        (ref["dx"] / _b(ref, ref["gamma"]), GAMMA_IGNORED),
-        (-ref["dx"], "dx has the wrong sign"),
-        (ref["dx"] / m, "dx is divided by the batch size m once too often"),
-        (ref["dx"] * m, "dx is m times too large (a missing 1/m)"),
-    ]
+    gh = _b(ref, ref["gamma"]) * dy
+    istd = ref["inv_std"]
+    n = dy.shape[0]
+    with np.errstate(all="ignore"):
+        hyps = [
+            (istd * (gh - xhat * group_mean(gh * xhat, norm, groups)), MEAN_PATH),
+            (istd * (gh - group_mean(gh, norm, groups)), VAR_PATH),
+            (istd * gh, "dx = γ·dy/√(σ²+ε): the backward pass treats the mean and variance as "
+                        "constants (both the mean and the variance paths are missing)"),
+            (backward_parts(dy, ref, gamma=np.ones_like(ref["gamma"]))["dx"], GAMMA_IGNORED),
+            (-ref["dx"], "dx has the wrong sign"),
+            (ref["dx"] / m, "dx is divided by the group size m once too often"),
+            (ref["dx"] * m, "dx is m times too large (a missing 1/m)"),
+        ]
+        if n != m:
+            hyps += [(ref["dx"] / n, "dx is divided by the batch size N once too often"),
+                     (ref["dx"] * n, "dx is N times too large (a missing 1/N)")]
+    return hyps
 
 
 def dgamma_hypotheses(ref, x, dy):
     """dγ of classic mistakes."""
-    axes, m = ref["stats"]["axes"], ref["stats"]["m"]
+    red = (0,) + tuple(range(2, np.ndim(dy)))
+    m, n = ref["stats"]["m"], np.shape(dy)[0]
     dy = np.asarray(dy, dtype=np.float64)
-    return [
-        ((dy * np.asarray(x, dtype=np.float64)).sum(axis=axes),
-         "dγ uses x instead of x̂ (dγ = Σ dy·x̂)"),
-        (ref["dbeta"], "dγ and dβ are swapped"),
-        (ref["dgamma"] / m, "dγ is averaged over the batch instead of summed"),
-        (ref["dgamma"] * ref["gamma"], "dγ is multiplied by γ"),
-        (-ref["dgamma"], "dγ has the wrong sign"),
-    ]
+    hyps = [((dy * np.asarray(x, dtype=np.float64)).sum(axis=red),
+             "dγ uses x instead of x̂ (dγ = Σ dy·x̂)"),
+            (ref["dbeta"], "dγ and dβ are swapped"),
+            (ref["dgamma"] / n, "dγ is averaged over the batch instead of summed (÷N)"),
+            (ref["dgamma"] * ref["gamma"], "dγ is multiplied by γ"),
+            (-ref["dgamma"], "dγ has the wrong sign")]
+    if m != n:
+        hyps.append((ref["dgamma"] / m, "dγ is averaged instead of summed (÷m)"))
+    return hyps
 
 
-def dbeta_hypotheses(ref):
+def dbeta_hypotheses(ref, dy=None):
     """dβ of classic mistakes."""
+    n = ref["xhat"].shape[0]
     m = ref["stats"]["m"]
-    return [
-        (ref["dgamma"], "dγ and dβ are swapped"),
-        (ref["dbeta"] / m, "dβ is averaged over the batch instead of summed"),
-        (ref["dbeta"] * ref["gamma"], "dβ is multiplied by γ"),
-        (-ref["dbeta"], "dβ has the wrong sign"),
-    ]
+    hyps = [(ref["dgamma"], "dγ and dβ are swapped"),
+            (ref["dbeta"] / n, "dβ is averaged over the batch instead of summed (÷N)"),
+            (ref["dbeta"] * ref["gamma"], "dβ is multiplied by γ"),
+            (-ref["dbeta"], "dβ has the wrong sign")]
+    if m != n:
+        hyps.append((ref["dbeta"] / m, "dβ is averaged instead of summed (÷m)"))
+    return hyps
 
 
-def residual_shape(diff, xhat, axes, tol: float) -> str | None:
-    """Describe ``diff`` (user dx − reference dx) when it is a + b·x̂ per channel; else None."""
+def group_ids(shape, norm, groups: int = 1) -> np.ndarray:
+    """An integer label per element: which statistics group it belongs to."""
+    n, c = shape[0], shape[1]
+    rest = (1,) * (len(shape) - 2)
+    if norm.stat == "batch":
+        ids = np.arange(c).reshape((1, c) + rest)
+    elif norm.stat == "layer":
+        ids = np.arange(n).reshape((n, 1) + rest)
+    else:
+        ids = (np.arange(n)[:, None] * groups + np.arange(c)[None, :] // (c // groups))
+        ids = ids.reshape((n, c) + rest)
+    return np.broadcast_to(ids, shape)
+
+
+def residual_shape(diff, ref, tol: float) -> str | None:
+    """Describe ``diff`` (user dx − reference dx) when it is a + b·x̂ per group; else None."""
     diff = np.asarray(diff, dtype=np.float64)
-    c = diff.shape[1]
-    moved_d = np.moveaxis(diff, 1, 0).reshape(c, -1)
-    moved_x = np.moveaxis(xhat, 1, 0).reshape(c, -1)
+    xhat = ref["xhat"]
+    ids = group_ids(diff.shape, ref["stats"]["norm"], ref["stats"]["groups"])
     scale = max(float(np.max(np.abs(diff))), 1e-300)
     a_big = b_big = False
-    for k in range(c):
-        design = np.stack([np.ones_like(moved_x[k]), moved_x[k]], axis=1)
-        coef, *_ = np.linalg.lstsq(design, moved_d[k], rcond=None)
-        if np.max(np.abs(design @ coef - moved_d[k])) > 1e-3 * scale + tol:
+    for k in np.unique(ids):
+        sel = ids == k
+        d, xh = diff[sel], xhat[sel]
+        design = np.stack([np.ones_like(xh), xh], axis=1)
+        coef, *_ = np.linalg.lstsq(design, d, rcond=None)
+        if np.max(np.abs(design @ coef - d)) > 1e-3 * scale + tol:
             return None
         a_big |= abs(coef[0]) > 1e-3 * scale
         b_big |= abs(coef[1]) > 1e-3 * scale
     if a_big and not b_big:
-        return "dx is off by a constant per channel: the mean path of the backward pass is wrong"
+        return "dx is off by a constant per group: the mean path of the backward pass is wrong"
     if b_big and not a_big:
         return ("dx is off by a term proportional to x̂: the variance path of the backward pass "
                 "is wrong")
-    return ("dx is off by a + b·x̂ per channel: both the mean and the variance paths of the "
+    return ("dx is off by a + b·x̂ per group: both the mean and the variance paths of the "
             "backward pass are wrong")

@@ -9,14 +9,20 @@ from __future__ import annotations
 import ast
 import importlib.util
 import inspect
+import math
 import os
+import re
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..errors import ConfigError
+from .discover import find_targets, import_plan, kind_of
 
-__all__ = ["CheckOptions", "resolve_target", "parse_init_args", "parse_shapes", "CHILD_ENV"]
+__all__ = ["CheckOptions", "resolve_targets", "parse_init_args", "parse_shapes", "CHILD_ENV",
+           "KINDS", "parse_memory"]
+
+KINDS = ("auto", "batchnorm", "spatial_batchnorm", "layernorm", "groupnorm", "layer")
 
 CHILD_ENV = "GAMMABETA_CHECK_CHILD"
 ATTR_ROLES = ("gamma", "beta", "running_mean", "running_var", "dgamma", "dbeta", "momentum",
@@ -28,7 +34,8 @@ class CheckOptions:
     """Everything ``gammabeta check`` can be told; the CLI flags map one to one."""
 
     backward: str | None = None
-    kind: str = "batchnorm"
+    kind: str = "auto"
+    groups: int = 2
     gamma_attr: str | None = None
     beta_attr: str | None = None
     running_mean_attr: str | None = None
@@ -41,6 +48,7 @@ class CheckOptions:
     init_args: object = None
     shapes: str | None = None
     timeout: float = 20.0
+    memory: object = "4G"
     strict_pytorch: bool = False
     seed: int = 0
 
@@ -53,16 +61,38 @@ class CheckOptions:
             raise ConfigError(f"gammabeta.check: unknown option(s) {', '.join(bad)}; known: "
                               f"{', '.join(sorted(known))}")
         opts = cls(**kw)
-        if opts.kind not in ("batchnorm", "layer"):
-            raise ConfigError(f"gammabeta.check: kind={opts.kind!r}; expected 'batchnorm' or "
-                              "'layer'")
-        if not opts.timeout or float(opts.timeout) <= 0:
-            raise ConfigError(f"gammabeta.check: timeout={opts.timeout!r}; expected seconds > 0")
+        if opts.kind not in KINDS:
+            raise ConfigError(f"--kind {opts.kind!r}: expected one of {', '.join(KINDS)}")
+        try:
+            t = float(opts.timeout)
+        except (TypeError, ValueError):
+            t = float("nan")
+        if not (math.isfinite(t) and 0 < t <= 86400):
+            raise ConfigError(f"--timeout {opts.timeout!r}: expected a finite number of seconds "
+                              "> 0 (at most 86400)")
+        opts.timeout = t
+        opts.memory = parse_memory(opts.memory)
+        if isinstance(opts.groups, bool) or not isinstance(opts.groups, int) or opts.groups < 1:
+            raise ConfigError(f"--groups {opts.groups!r}: expected a whole number >= 1")
+        if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or opts.seed < 0:
+            raise ConfigError(f"--seed {opts.seed!r}: expected a whole number >= 0")
         return opts
 
     def attrs(self) -> dict:
         """The attribute names given by the user, by role."""
         return {r: getattr(self, f"{r}_attr") for r in ATTR_ROLES if getattr(self, f"{r}_attr")}
+
+
+def parse_memory(spec) -> int:
+    """``"4G"``, ``"512M"``, ``"2.5GiB"`` or a number of GiB → bytes (at least 256 MiB)."""
+    units = {"": 2**30, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    text = str(spec).strip().lower().replace("ib", "").replace("b", "")
+    m = re.fullmatch(r"([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmgt]?)", text)
+    value = float(m.group(1)) * units[m.group(2)] if m else float("nan")
+    if not (math.isfinite(value) and 2**28 <= value <= 2**50):
+        raise ConfigError(f"--memory {spec!r}: expected a size such as 4G or 512M (at least "
+                          "256M)")
+    return int(value)
 
 
 def parse_init_args(spec) -> tuple[list | None, dict]:
@@ -132,28 +162,53 @@ def _backward_name(name: str, backward: str | None) -> str:
     return name.replace("forward", "backward")
 
 
-def _from_path(spec: str, backward: str | None) -> tuple[dict, str]:
-    """The load request for ``FILE.py:NAME``, checked with ast."""
-    file, sep, name = spec.rpartition(":")
-    if not sep or not file or not name or "/" in name or "\\" in name or name.endswith(".py"):
-        raise ConfigError(f"{spec!r}: expected FILE.py:NAME, e.g. my_bn.py:batchnorm_forward "
-                          "or my_bn.py:BatchNorm")
-    path = Path(file)
+def _split(spec: str) -> tuple[Path, str]:
+    """``FILE.py:NAME`` → (path, NAME); ``FILE.py`` → (path, "")."""
+    if spec.endswith(".py") or ":" not in spec or Path(spec).is_file():
+        return Path(spec), ""
+    file, _, name = spec.rpartition(":")
+    if not file or not name or "/" in name or "\\" in name or name.endswith(".py"):
+        raise ConfigError(f"{spec!r}: expected FILE.py or FILE.py:NAME, e.g. my_bn.py or "
+                          "my_bn.py:batchnorm_forward")
+    return Path(file), name
+
+
+def _from_path(spec: str, opts) -> list[tuple[dict, str]]:
+    """Load requests for ``FILE.py:NAME`` or every target ``FILE.py`` holds, checked with ast."""
+    path, name = _split(spec)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     names = _names_in(path)
+    plan = import_plan(path)
+    if not name:
+        found = find_targets(path)
+        if not found:
+            raise ConfigError(f"{path}: found nothing to check (no X_forward/X_backward pair and "
+                              "no class with forward/backward methods whose name says batch, "
+                              "layer or group normalization); " + _listing(path, names)
+                              + ". Name one with FILE.py:NAME")
+        out = []
+        for t in found:
+            kind = opts.kind if opts.kind != "auto" else t["kind"]
+            load = dict(plan, name=t["name"], backward=t["backward"], kind=kind)
+            shown = t["name"] + (f" + {t['backward']}" if t["backward"] and
+                                 t["backward"].endswith("_alt") else "")
+            out.append((load, f"{spec}:{shown}"))
+        return out
     everything = names["functions"] + names["classes"] + names["other"]
     if name.split(".")[0] not in everything:
         raise ConfigError(f"{path} has no function or class named {name!r}; "
                           + _listing(path, names))
+    backward = opts.backward
     if name in names["functions"] or (backward and name not in names["classes"]):
         bname = _backward_name(name, backward)
         if bname not in everything:
             raise ConfigError(f"{path} has {name} but no backward function {bname!r}; "
                               f"{_listing(path, names)}. Name it with --backward")
         backward = bname
-    load = {"file": str(path.resolve()), "name": name, "backward": backward}
-    return load, f"{file}:{name}"
+    kind = opts.kind if opts.kind != "auto" else (kind_of(name) or "batchnorm")
+    load = dict(plan, name=name, backward=backward, kind=kind)
+    return [(load, f"{path}:{name}")]
 
 
 def _from_object(obj, backward: str | None) -> tuple[dict, str]:
@@ -195,16 +250,20 @@ def _from_object(obj, backward: str | None) -> tuple[dict, str]:
     return load, target
 
 
-def resolve_target(obj_or_path, opts: CheckOptions) -> tuple[dict, str]:
-    """The child's ``load`` request and a display name for ``obj_or_path``."""
+def resolve_targets(obj_or_path, opts: CheckOptions) -> list[tuple[dict, str]]:
+    """The child's ``load`` request and a display name for each target of ``obj_or_path``."""
     if os.environ.get(CHILD_ENV):
         raise ConfigError("gammabeta.check was called while the checker imported the file under "
                           "check; put the call under `if __name__ == \"__main__\":`")
     if isinstance(obj_or_path, (str, os.PathLike)):
-        load, target = _from_path(os.fspath(obj_or_path), opts.backward)
+        targets = _from_path(os.fspath(obj_or_path), opts)
     else:
         load, target = _from_object(obj_or_path, opts.backward)
+        name = load["name"].rpartition(".")[2]
+        load["kind"] = opts.kind if opts.kind != "auto" else (kind_of(name) or "batchnorm")
+        targets = [(load, target)]
     init_args, init_kwargs = parse_init_args(opts.init_args)
-    load.update(kind=opts.kind, attrs=opts.attrs(), init_args=init_args,
-                init_kwargs=init_kwargs, sys_path=[p for p in sys.path if p])
-    return load, target
+    for load, _ in targets:
+        load.update(attrs=opts.attrs(), init_args=init_args, init_kwargs=init_kwargs,
+                    sys_path=[p for p in sys.path if p])
+    return targets

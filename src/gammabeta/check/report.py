@@ -1,9 +1,12 @@
 """The report: one finding per property, printed as text or JSON, with an exit code.
 
-Statuses: ``pass``; ``fail`` (a wrong result, an exception, a timeout: exit code 1);
-``warn`` (differs from PyTorch but defensible, e.g. the biased running variance: does not fail
-unless ``--strict-pytorch``); ``note`` (information, e.g. the Keras momentum convention);
-``skip`` (not applicable or not run, with the reason).
+Statuses: ``pass``; ``fail`` (wrong math under the layer's own conventions, numerics that break
+on realistic inputs, an exception, a timeout: exit code 1); ``warn`` (a robustness gap such as
+NaN on a batch of one or an input changed in place: does not fail); ``note`` (a convention that
+differs from PyTorch, e.g. the Keras momentum or a biased running variance, with when it
+matters; ``--strict-pytorch`` makes the biased variance a failure); ``skip`` (not applicable or
+not run, with the reason); ``error`` (the checker could not drive the layer or evaluate a check:
+exit code 2 unless something failed).
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from dataclasses import asdict, dataclass, field
 
 from ..io import atomic_write_text
 
-__all__ = ["Finding", "Report"]
+__all__ = ["Finding", "Report", "Reports"]
 
-_LABEL = {"pass": "PASS", "fail": "FAIL", "warn": "WARN", "note": "NOTE", "skip": "SKIP"}
+_LABEL = {"pass": "PASS", "fail": "FAIL", "warn": "WARN", "note": "NOTE", "skip": "SKIP",
+          "error": "ERROR"}
 
 
 def _wrap(text: str, first: str, rest: str, width: int = 100) -> list[str]:
@@ -80,6 +84,7 @@ class Report:
     strict_pytorch: bool = False
     seed: int = 0
     findings: list = field(default_factory=list)
+    discovered: list = field(default_factory=list)
 
     def add(self, finding: Finding) -> Finding:
         """Append a finding."""
@@ -102,9 +107,14 @@ class Report:
         return not self.failures
 
     @property
+    def errors(self) -> list:
+        """Findings the checker could not evaluate (not verdicts on the layer)."""
+        return [f for f in self.findings if f.status == "error"]
+
+    @property
     def exit_code(self) -> int:
-        """0 when every check passed, else 1."""
-        return 0 if self.passed else 1
+        """1 when a check failed, else 2 when the checker could not drive the layer, else 0."""
+        return 1 if self.failures else (2 if self.errors else 0)
 
     def __getitem__(self, key: str) -> Finding:
         for f in self.findings:
@@ -124,6 +134,9 @@ class Report:
                 "summary": self.summary(),
                 "failed": [f.key for f in self.failures],
                 "warned": [f.key for f in self.warnings],
+                "noted": [f.key for f in self.findings if f.status == "note"],
+                "errors": [f.key for f in self.errors],
+                "discovered": list(self.discovered),
                 "checks": [f.to_dict() for f in self.findings]}
 
     def to_json(self) -> str:
@@ -137,18 +150,24 @@ class Report:
         w = f"; {len(warns)} warning{'s' * (len(warns) != 1)}" if warns else ""
         skipped = sum(f.status == "skip" for f in self.findings)
         w += f"; {skipped} skipped" if skipped else ""
+        notes = sum(f.status == "note" for f in self.findings)
+        w += f"; {notes} note{'s' * (notes != 1)}" if notes else ""
         if fails:
             keys = ", ".join(f.key for f in fails)
             return f"FAILED: {len(fails)} of {n} checks ({keys}){w}"
+        if self.errors:
+            return f"NOT CHECKED: {self.errors[0].message}"
         return f"PASSED: all {n} checks{w}"
 
     def to_text(self) -> str:
         """The report as aligned, wrapped text."""
-        ref = ("reference: gammabeta.nn.BatchNorm1d/2d in float64" if self.kind == "batchnorm"
-               else "reference: central finite differences")
+        ref = ("reference: central finite differences" if self.kind == "layer" else
+               f"reference: {self.kind.replace('_', ' ')} in float64 (PyTorch's semantics)")
         lines = [f"gammabeta check {self.target}"]
         lines += _wrap(f"{self.description}; {ref}; seed {self.seed}"
                        + ("; --strict-pytorch" if self.strict_pytorch else ""), "  ", "  ")
+        for d in self.discovered:
+            lines += _wrap(f"discovered: {d}", "  ", "    ")
         lines.append("")
         width = max([len(f.key) for f in self.findings] + [8])
         pad = " " * (width + 10)
@@ -166,8 +185,9 @@ class Report:
                 elif f.got is not None:
                     text += f": got {f.got:.6g}"
                 lines += _wrap(text, pad, pad)
-            if f.cause and f.status in ("fail", "warn", "note"):
-                lines += _wrap(f"likely cause: {f.cause}", pad, pad + "  ")
+            if f.cause and f.status in ("fail", "warn", "note", "error"):
+                label = "likely cause" if f.status in ("fail", "warn") else "why"
+                lines += _wrap(f"{label}: {f.cause}", pad, pad + "  ")
             for d in f.details:
                 lines += _wrap(d, pad, pad + "  ")
         lines += ["", self.summary()]
@@ -178,4 +198,59 @@ class Report:
 
     def save(self, path) -> None:
         """Write the JSON report atomically."""
+        atomic_write_text(path, self.to_json() + "\n")
+
+
+@dataclass
+class Reports:
+    """The reports of every target one ``gammabeta check FILE.py`` found."""
+
+    source: str
+    reports: list = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """True when no target failed a check."""
+        return all(r.passed for r in self.reports)
+
+    @property
+    def exit_code(self) -> int:
+        """The worst exit code of the reports (1 beats 2 beats 0)."""
+        codes = {r.exit_code for r in self.reports}
+        return 1 if 1 in codes else (2 if 2 in codes else 0)
+
+    def __iter__(self):
+        return iter(self.reports)
+
+    def __len__(self) -> int:
+        return len(self.reports)
+
+    def __getitem__(self, i):
+        return self.reports[i]
+
+    def summary(self) -> str:
+        """One line per target."""
+        return "\n".join(f"{r.target}: {r.summary()}" for r in self.reports)
+
+    def to_dict(self) -> dict:
+        """A JSON-able dict: every report and the overall verdict."""
+        return {"source": self.source, "passed": self.passed, "exit_code": self.exit_code,
+                "reports": [r.to_dict() for r in self.reports]}
+
+    def to_json(self) -> str:
+        """The reports as JSON text."""
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+    def to_text(self) -> str:
+        """Every report, then a summary line per target."""
+        parts = [r.to_text() for r in self.reports]
+        if len(self.reports) > 1:
+            parts.append(f"{len(self.reports)} targets in {self.source}:\n" + self.summary())
+        return "\n\n".join(parts)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def save(self, path) -> None:
+        """Write the JSON reports atomically."""
         atomic_write_text(path, self.to_json() + "\n")

@@ -1,4 +1,4 @@
-"""Run a battery in a sandbox and collect the report."""
+"""Run a battery in a sandbox for each target and collect the reports."""
 
 from __future__ import annotations
 
@@ -8,28 +8,44 @@ from .options import CheckOptions
 from .report import Finding, Report
 from .sandbox import Sandbox, UserFailure
 
-__all__ = ["run_check"]
+__all__ = ["run_check", "run_all"]
+
+
+def run_all(targets, opts: CheckOptions) -> list[Report]:
+    """One report per (load, target) pair, in order."""
+    return [run_check(load, target, opts) for load, target in targets]
+
+
+def _setup_error(report: Report, message: str) -> Report:
+    """The checker could not drive the target (a constructor argument it cannot guess, ...)."""
+    report.add(Finding("setup", "error", "driving the layer", message,
+                       cause="give what is missing with the flags the message names"))
+    return report
 
 
 def run_check(load: dict, target: str, opts: CheckOptions) -> Report:
-    """Start the child, run every check of ``opts.kind`` and return the report."""
-    from .battery import BATCHNORM_CHECKS
+    """Start the child, run every check of the target's kind and return the report."""
+    from .battery import checks_for
     from .layer import LAYER_CHECKS
+    from .reference import NORMS
 
-    report = Report(target=target, kind=opts.kind, strict_pytorch=bool(opts.strict_pytorch),
+    kind = load.get("kind", "batchnorm")
+    report = Report(target=target, kind=kind, strict_pytorch=bool(opts.strict_pytorch),
                     seed=int(opts.seed))
-    checks = BATCHNORM_CHECKS if opts.kind == "batchnorm" else LAYER_CHECKS
-    with Sandbox(load, timeout=float(opts.timeout)) as sb:
+    norm = NORMS.get(kind)
+    checks = LAYER_CHECKS if norm is None else checks_for(norm)
+    with Sandbox(load, timeout=float(opts.timeout), memory=opts.memory) as sb:
         try:
             info = sb.start()
         except UserFailure as e:
             if e.kind == "config":
-                raise ConfigError(f"{target}: {e.message}") from None
+                report.description = "the layer could not be driven"
+                return _setup_error(report, e.message)
             report.description = "the file could not be imported"
             report.add(Finding("import", "fail", "import", e.message, details=e.tail))
             return report
         report.description = info.get("describe", "")
-        ctx = Ctx(sb, opts, report, info)
+        ctx = Ctx(sb, opts, report, info, norm=norm, groups=opts.groups)
         aborted = None
         for key, title, fn, needs_backward in checks:
             if aborted:
@@ -45,8 +61,16 @@ def run_check(load: dict, target: str, opts: CheckOptions) -> Report:
                 aborted = str(e)
             except UserFailure as e:
                 if e.kind == "config":
-                    raise ConfigError(f"{target}: {e.message}") from None
+                    return _setup_error(report, e.message)
                 report.add(Finding(key, "fail", title, e.message, details=e.tail))
-                if e.kind == "timeout" and (sb.successes == 0 or sb.timeouts >= 2):
-                    aborted = "an earlier call timed out"
+                if e.kind in ("timeout", "memory") and (sb.successes == 0 or sb.timeouts >= 2):
+                    aborted = "an earlier call timed out" if e.kind == "timeout" else \
+                        "an earlier call ran out of memory"
+            except ConfigError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a value the battery did not foresee
+                report.add(Finding(key, "error", title, "the checker could not evaluate this "
+                                   f"check ({type(e).__name__}: {e}); not a verdict on the "
+                                   "layer"))
+        report.discovered = list(ctx.info.get("discovered") or [])
     return report

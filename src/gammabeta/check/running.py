@@ -7,8 +7,15 @@ are tried. From the fit follow, without reading any source:
 
 * the momentum convention (a second run with momentum 0.2 gives w = 0.2 for PyTorch's, 0.8 for
   Keras's), and whether the default weights the new batch by more than half (swapped);
-* whether running_var stores the unbiased variance (PyTorch) or the biased one (cs231n);
-* the start values r_0 = (r_1 − w·b_1)/(1 − w): running_var must start at 1, not 0.
+* whether running_var stores the unbiased variance (PyTorch) or the biased one (cs231n), and
+  whether ε is folded into it (stores var + ε);
+* the start values r_0 = (r_1 − w·b_1)/(1 − w) (PyTorch: 0 and 1; the cs231n template: 0 and 0);
+* w = 1 (the running statistics are just the last batch's) and a momentum argument that is
+  ignored (the probe run gets the same weight as the default run).
+
+Conventions (Keras's momentum, the biased variance, running_var starting at 0, folded ε) are
+NOTEs: they are consistent, and the evaluation checks then use them. Only an update that is
+not a running average, or one that ignores the momentum it is given, FAILs.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ def _fit(obs, targets):
 def _steps(ctx, gamma, beta, batches, momentum):
     """Reset, train on ``batches``; returns reset info, start arrays and (mean, var) per step."""
     meta, arrays = ctx.reset(gamma, beta, momentum=momentum)
+    if momentum is not None and not meta.get("momentum_set"):
+        raise UserFailure("config", "no way to pass a momentum", where="momentum")
     ctx.running["paths"] = meta.get("paths")
     seq = []
     for xb in batches:
@@ -50,22 +59,27 @@ def _steps(ctx, gamma, beta, batches, momentum):
     return meta, arrays, seq
 
 
-def _analyse(seq, batches) -> dict:
-    """Fit the mean and variance updates; infer the start values."""
+def _analyse(seq, batches, eps: float = 0.0) -> dict:
+    """Fit the mean and variance updates (biased or unbiased, ε folded in or not); infer the
+    start values."""
     s = [stats(xb) for xb in batches]
-    w_m, res_m = _fit([r[0] for r in seq], [t["mean"] for t in s])
-    fits = {u: _fit([r[1] for r in seq], [t["unbiased" if u else "var"] for t in s])
-            for u in (True, False)}
-    unbiased = fits[True][1] <= fits[False][1]
-    w_v, res_v = fits[unbiased]
+    w_m, res_m = _fit([r[0] for r in seq], [t["mean_c"] for t in s])
+    fits = {(u, f): _fit([r[1] for r in seq],
+                         [t["unbiased_c" if u else "var_c"] + f for t in s])
+            for u in (True, False) for f in ((0.0, eps) if eps > 0 else (0.0,))}
+    (unbiased, fold) = min(fits, key=lambda k: (fits[k][1], k[1]))
+    w_v, res_v = fits[(unbiased, fold)]
+    plain = fits[(unbiased, 0.0)][1]
     out = {"w_mean": w_m, "res_mean": res_m, "w_var": w_v, "res_var": res_v,
-           "unbiased": unbiased, "w": w_m}
+           "unbiased": unbiased, "fold_eps": fold > 0 and plain > 100 * res_v + 1e-12,
+           "w": w_m}
     out["consistent"] = (res_m < FIT_TOL and res_v < FIT_TOL and abs(w_m - w_v) < 1e-3
                          and -1e-9 <= w_m <= 1 + 1e-9)
     if out["consistent"] and w_m < 0.98:
         b1 = s[0]
-        out["r0_mean"] = (seq[0][0] - w_m * b1["mean"]) / (1 - w_m)
-        out["r0_var"] = (seq[0][1] - w_m * b1["unbiased" if unbiased else "var"]) / (1 - w_m)
+        out["r0_mean"] = (seq[0][0] - w_m * b1["mean_c"]) / (1 - w_m)
+        var1 = b1["unbiased_c" if unbiased else "var_c"] + (fold if out["fold_eps"] else 0.0)
+        out["r0_var"] = (seq[0][1] - w_m * var1) / (1 - w_m)
     return out
 
 
@@ -86,15 +100,14 @@ def check_running(ctx) -> None:
     """Findings running_stats, momentum_convention, running_var_unbiased, running_init."""
     rng = ctx.rng("running")
     gamma, beta = ctx.params(rng)
-    batches = [ctx.batch(rng, loc=rng.uniform(-4, 4, ctx.c), scale=rng.uniform(0.5, 3, ctx.c))
-               for _ in range(4)]
+    batches = [ctx.batch(rng, loc=(-4, 4), scale=(0.5, 3)) for _ in range(4)]
     title = "running statistics"
     # probe the convention: how much weight does momentum=0.2 give the new batch?
     w_probe, probe_note = None, None
     try:
         _, _, pseq = _steps(ctx, gamma, beta, batches[:3], PROBE)
         if all(r[0] is not None and r[1] is not None for r in pseq):
-            w_probe = _analyse(pseq, batches[:3])["w_mean"]
+            w_probe = _analyse(pseq, batches[:3], ctx.eps)["w_mean"]
     except UserFailure as e:
         if e.kind != "config":
             raise
@@ -121,12 +134,17 @@ def check_running(ctx) -> None:
                 cause="without running statistics evaluation mode cannot work")
         ctx.running["missing"] = True
         return
-    fit = _analyse(seq, batches)
+    fit = _analyse(seq, batches, ctx.eps)
     ctx.running.update(fit)
+    ctx.running["first_batch"] = batches[0]
     details = [note] if note else []
     w = fit["w"]
     if not fit["consistent"]:
-        if abs(fit["w_mean"]) < 1e-9 and abs(fit["w_var"]) < 1e-9 and fit["res_mean"] < FIT_TOL:
+        if abs(fit["w_mean"] - 1) < 1e-6 and fit["res_mean"] < FIT_TOL:
+            msg, cause = ("the running statistics equal the last batch's statistics after every "
+                          "step", "running statistics are overwritten with the current batch's "
+                          "(no running average: the momentum/decay term is missing)")
+        elif abs(fit["w_mean"]) < 1e-9 and abs(fit["w_var"]) < 1e-9 and fit["res_mean"] < FIT_TOL:
             msg, cause = ("running statistics never change during training",
                           "the update is computed but not stored (or momentum 1 on the old value)")
         elif fit["res_mean"] < FIT_TOL and fit["res_var"] < FIT_TOL:
@@ -144,15 +162,28 @@ def check_running(ctx) -> None:
                        f"({fit['res_var']:.2g})")
         ctx.add("running_stats", "fail", title, msg, cause=cause, details=details)
         return
+    if abs(w - 1) < 1e-6:
+        ctx.add("running_stats", "fail", title,
+                "the running statistics equal the last batch's statistics after every step",
+                cause="running statistics are overwritten with the current batch's (no running "
+                      "average: the momentum/decay term is missing)", details=details)
+        ctx.running["consistent"] = False
+        return
     ctx.add("running_stats", "pass", title,
             f"running averages with new-batch weight {w:.4g} over 4 steps (relative residual "
             f"{max(fit['res_mean'], fit['res_var']):.1g})", details=details)
-    _momentum_finding(ctx, w, w_probe, meta.get("momentum"), probe_note)
+    if fit["fold_eps"]:
+        ctx.add("running_var_eps", "note", "ε in running_var",
+                f"running_var stores the batch variance + ε (ε = {ctx.eps:g} folded in)",
+                cause="a convention: consistent as long as eval then divides by √running_var "
+                      "without adding ε again (see eval_mode)")
+    _momentum_finding(ctx, w, w_probe, meta.get("momentum"), probe_note,
+                      meta.get("momentum_via", ""))
     _unbiased_finding(ctx, fit, batches, seq)
     _init_finding(ctx, fit, start)
 
 
-def _momentum_finding(ctx, w, w_probe, m_attr, probe_note) -> None:
+def _momentum_finding(ctx, w, w_probe, m_attr, probe_note, via="") -> None:
     """The momentum_convention finding."""
     conv = _convention(w_probe, w)
     ctx.running["convention"] = conv
@@ -186,9 +217,14 @@ def _momentum_finding(ctx, w, w_probe, m_attr, probe_note) -> None:
                 f"momentum is the weight of the new batch (PyTorch's convention); {m} "
                 f"weights the new batch by {w:.4g}")
     elif conv == "ignored":
-        ctx.add("momentum_convention", "note", title,
-                f"the momentum given ({PROBE}) is ignored: the new batch always gets weight "
-                f"{w:.4g}")
+        where = {"constructor": "the constructor's momentum argument",
+                 "bn_param": "bn_param['momentum']",
+                 "attribute": "the momentum attribute"}.get(via, "the momentum given")
+        ctx.add("momentum_convention", "fail", title,
+                f"momentum={PROBE} passed through {where} has no effect: the new batch always "
+                f"gets weight {w:.4g}",
+                cause=f"momentum is ignored: {where} is not used by the running-statistics "
+                      "update (a hard-coded value, or a misspelt attribute)")
     else:
         why = f" ({probe_note})" if probe_note else ""
         ctx.add("momentum_convention", "pass", title,
@@ -206,12 +242,13 @@ def _unbiased_finding(ctx, fit, batches, seq) -> None:
     r0 = (0.0, 1.0)
     if "r0_mean" in fit:
         r0 = (0.0, float(np.mean(fit["r0_var"])))
-    _, want = running_after(batches, w=fit["w"], unbiased=True, r0=r0)
-    status = "fail" if ctx.opts.strict_pytorch else "warn"
+    _, want = running_after(batches, w=fit["w"], unbiased=True, r0=r0,
+                            fold_eps=ctx.eps if fit["fold_eps"] else 0.0)
+    status = "fail" if ctx.opts.strict_pytorch else "note"
     ctx.add("running_var_unbiased", status, title,
             "running_var matches the biased batch variance (differs from PyTorch"
             + ("; --strict-pytorch makes this a failure)" if status == "fail" else
-               "; a warning, both are defensible)"),
+               "; a convention, both are defensible)"),
             cause=(f"running_var matches the biased batch variance: PyTorch stores the unbiased "
                    f"one, n/(n−1) larger (n = {m} here: ×{m / (m - 1):.4g})"),
             cmp=compare(seq[-1][1], want))
@@ -233,17 +270,32 @@ def _init_finding(ctx, fit, start) -> None:
                 "start values cannot be inferred (the first step overwrites them)")
         return
     ok_m = np.allclose(rm0, 0.0, atol=1e-6)
-    ok_v = np.allclose(rv0, 1.0, atol=1e-6, rtol=1e-6)
+    fold = ctx.eps if fit.get("fold_eps") else 0.0
+    ok_v = np.allclose(rv0, 1.0, atol=1e-6, rtol=1e-6) or (
+        fold and np.allclose(rv0, 1.0 + fold, atol=1e-6, rtol=1e-6))
+    if ok_m and (ok_v or np.allclose(rv0, 0.0, atol=1e-6)):
+        ctx.running["r0"] = (0.0, rv0.copy())
     if ok_m and ok_v:
         ctx.add("running_init", "pass", title,
                 f"running_mean starts at 0 and running_var at 1 ({how})")
         return
-    if not ok_v and np.allclose(rv0, 0.0, atol=1e-6):
-        ctx.add("running_init", "fail", title,
+    if ok_m and np.allclose(rv0, 0.0, atol=1e-6):
+        ctx.add("running_init", "note", title,
                 f"running_var starts at 0 ({how}); PyTorch starts it at 1",
-                cause=(f"running_var starts at 0: after one step with momentum {w:.3g} it is "
-                       f"{w:.3g}·var, so eval divides by a too-small variance"),
-                cmp=compare(rv0, np.ones_like(rv0)))
+                cause=(f"a convention (the cs231n template's default): it matters only right "
+                       f"after training starts, when running_var is about {w:.3g}·var after one "
+                       f"step (weight {w:.3g}), so evaluation then divides by a too-small "
+                       "variance; starting at 1 avoids that"))
+        return
+    s1 = stats(ctx.running["first_batch"]) if ctx.running.get("first_batch") is not None \
+        else None
+    if s1 is not None and np.allclose(rm0, s1["mean_c"], atol=1e-6) and any(
+            np.allclose(rv0, s1[k] + fold, atol=1e-6) for k in ("var_c", "unbiased_c")):
+        ctx.running["r0"] = "first_batch"
+        ctx.add("running_init", "note", title,
+                f"the running statistics start as the first training batch's statistics ({how})",
+                cause="a convention: PyTorch starts at mean 0 and variance 1; starting from the "
+                      "first batch avoids the early bias of those start values")
         return
     bad, arr, want = (("running_var", rv0, 1.0) if not ok_v else ("running_mean", rm0, 0.0))
     ctx.add("running_init", "fail", title,

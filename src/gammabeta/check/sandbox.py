@@ -7,6 +7,11 @@ that every call can wait with a timeout. A call that runs past the limit kills t
 raises :class:`UserFailure` ("timed out after 20 s in forward(...)"); the next call starts a
 fresh child. A child that dies (segfault, ``os._exit``) is reported with its exit status and the
 last lines it wrote to stderr.
+
+The child runs in a session of its own, and every kill is of its whole process group, so code
+that forks leaves no orphans; its address space is limited (``memory`` bytes, ``RLIMIT_AS``),
+so a runaway allocation ends as "ran out of memory" instead of swapping the machine; and no wait
+is unbounded: a child that closes its pipes and keeps running is killed like one that hangs.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import collections
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -51,9 +57,10 @@ class Sandbox:
         Seconds each call may take, import included.
     """
 
-    def __init__(self, load: dict, timeout: float = 20.0):
+    def __init__(self, load: dict, timeout: float = 20.0, memory: int | None = 4 * 2**30):
         self.load = dict(load)
         self.timeout = float(timeout)
+        self.memory = memory
         self.proc = None
         self.info: dict = {}
         self.successes = 0
@@ -71,11 +78,14 @@ class Sandbox:
         env.setdefault("OMP_NUM_THREADS", "1")
         env.setdefault("OPENBLAS_NUM_THREADS", "1")
         env.setdefault("MKL_NUM_THREADS", "1")
+        env["GAMMABETA_JIT"] = "off"  # the reference is NumPy; no kernel compilation here
+        if self.memory:
+            env["GAMMABETA_CHECK_MEMORY"] = str(int(self.memory))
         self._replies = queue.Queue()
         self._stderr.clear()
         self.proc = subprocess.Popen([sys.executable, "-u", "-m", "gammabeta.check.child"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env)
+                                     stderr=subprocess.PIPE, env=env, start_new_session=True)
         threading.Thread(target=self._read_replies, args=(self.proc, self._replies),
                          daemon=True).start()
         threading.Thread(target=self._read_stderr, args=(self.proc,), daemon=True).start()
@@ -106,7 +116,7 @@ class Sandbox:
         return meta
 
     def close(self) -> None:
-        """Ask the child to stop (close its stdin), kill it if it lingers."""
+        """Ask the child to stop (close its stdin); kill its process group if it lingers."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
@@ -117,15 +127,14 @@ class Sandbox:
         try:
             proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            pass
+        _kill_group(proc)
 
     def _kill(self) -> None:
-        """Kill the child now."""
+        """Kill the child and everything it started, now."""
         proc, self.proc = self.proc, None
         if proc is not None:
-            proc.kill()
-            proc.wait()
+            _kill_group(proc)
 
     def __enter__(self):
         return self
@@ -158,7 +167,16 @@ class Sandbox:
             raise UserFailure("timeout", f"timed out after {self.timeout:g} s in {what}",
                               where=what) from None
         if frame is None:
-            code = self.proc.wait() if self.proc is not None else None
+            code = None
+            if self.proc is not None:
+                try:  # EOF: the child exited, or closed its pipe and runs on
+                    code = self.proc.wait(timeout=min(2.0, self.timeout))
+                except subprocess.TimeoutExpired:
+                    self._kill()
+                    self.timeouts += 1
+                    raise UserFailure("timeout", f"the code closed the checker's pipe in {what} "
+                                      "and kept running; it was stopped", where=what) from None
+                _kill_group(self.proc)
             self.proc = None
             how = (f"was killed by signal {-code}" if code is not None and code < 0
                    else f"exited with status {code}")
@@ -168,7 +186,11 @@ class Sandbox:
         out, out_arrays = wire.decode(frame)
         if not out.get("ok"):
             kind = out.get("kind", "raised")
-            if kind == "raised":
+            if kind == "raised" and out.get("type") == "MemoryError":
+                kind = "memory"
+                lim = f"{self.memory / 2**30:.3g} GiB" if self.memory else "the machine's"
+                msg = (f"ran out of memory in {what} (limit {lim}; raise it with --memory)")
+            elif kind == "raised":
                 msg = f"raised {out.get('type')} in {what}: {out.get('message')}"
             else:
                 msg = out.get("message", "failed")
@@ -177,3 +199,19 @@ class Sandbox:
         if op not in ("load", "reset", "running"):
             self.successes += 1
         return out, out_arrays
+
+
+def _kill_group(proc) -> None:
+    """SIGKILL the child's process group (it leads its own session), then reap the child."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, OSError):
+        pass
+    try:
+        proc.kill()
+    except OSError:
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass

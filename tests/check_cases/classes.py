@@ -1,0 +1,177 @@
+"""Our own normalization classes in the shapes real code takes (constructor names, eval switches,
+where parameters and gradients live), each correct unless its docstring names a bug."""
+
+import copy
+
+import numpy as np
+
+
+class MyTorchBatchNorm:
+    """CMU mytorch style: BatchNorm(in_feature, alpha=0.9), BW/Bb of shape (1, F), dLdBW/dLdBb,
+    running_M/running_V, forward(Z, eval=False), ε = 1e-8 hard-coded, biased running variance."""
+
+    def __init__(self, in_feature, alpha=0.9):
+        self.alpha, self.eps = alpha, 1e-8
+        self.BW, self.Bb = np.ones((1, in_feature)), np.zeros((1, in_feature))
+        self.dLdBW, self.dLdBb = np.zeros((1, in_feature)), np.zeros((1, in_feature))
+        self.running_M, self.running_V = np.zeros((1, in_feature)), np.ones((1, in_feature))
+
+    def forward(self, Z, eval=False):
+        if eval:
+            return self.BW * (Z - self.running_M) / np.sqrt(self.running_V + self.eps) + self.Bb
+        self.Z, self.N = Z, Z.shape[0]
+        self.M, self.V = Z.mean(axis=0, keepdims=True), Z.var(axis=0, keepdims=True)
+        self.NZ = (Z - self.M) / np.sqrt(self.V + self.eps)
+        self.running_M = self.alpha * self.running_M + (1 - self.alpha) * self.M
+        self.running_V = self.alpha * self.running_V + (1 - self.alpha) * self.V
+        return self.BW * self.NZ + self.Bb
+
+    def backward(self, dLdBZ):
+        self.dLdBW = np.sum(dLdBZ * self.NZ, axis=0, keepdims=True)
+        self.dLdBb = np.sum(dLdBZ, axis=0, keepdims=True)
+        g = dLdBZ * self.BW
+        n = self.N
+        return (n * g - g.sum(0) - self.NZ * (g * self.NZ).sum(0)) / (n * np.sqrt(self.V + self.eps))
+
+
+class MyTorchBatchNormIgnoresMomentum(MyTorchBatchNorm):
+    """Bug: the constructor takes alpha but the update uses a hard-coded 0.9."""
+
+    def __init__(self, in_feature, alpha=0.9):
+        super().__init__(in_feature, alpha)
+        self.alpha = 0.9
+
+
+class TextbookBatchNormalization:
+    """Deep Learning from Scratch style: γ and β given to the constructor, forward(x, train_flg),
+    running statistics created on the first forward pass (zeros), momentum on the old value."""
+
+    def __init__(self, gamma, beta, momentum=0.9, running_mean=None, running_var=None):
+        self.gamma, self.beta, self.momentum = gamma, beta, momentum
+        self.running_mean, self.running_var = running_mean, running_var
+
+    def forward(self, x, train_flg=True):
+        if self.running_mean is None:
+            self.running_mean = np.zeros(x.shape[1])
+            self.running_var = np.zeros(x.shape[1])
+        if train_flg:
+            mu = x.mean(axis=0)
+            self.xc = x - mu
+            var = np.mean(self.xc ** 2, axis=0)
+            self.std = np.sqrt(var + 10e-7)
+            self.xn = self.xc / self.std
+            self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * mu
+            self.running_var = self.momentum * self.running_var + (1 - self.momentum) * var
+        else:
+            self.xn = (x - self.running_mean) / np.sqrt(self.running_var + 10e-7)
+        return self.gamma * self.xn + self.beta
+
+    def backward(self, dout):
+        n = dout.shape[0]
+        self.dbeta = dout.sum(axis=0)
+        self.dgamma = np.sum(self.xn * dout, axis=0)
+        g = dout * self.gamma
+        return (n * g - g.sum(0) - self.xn * (g * self.xn).sum(0)) / (n * self.std)
+
+
+class Recorder:
+    """A stand-in for the optimizer some libraries pass to initialize(); never used here."""
+
+
+class LazyBatchNormalization:
+    """ML-From-Scratch style: BatchNormalization(momentum=0.99); γ and β created by
+    initialize(optimizer) after set_input_shape; forward_pass(X, training=True);
+    backward_pass(accum_grad) hands the gradients to the optimizer; ε = 0.01;
+    momentum on the old value; biased running variance, which starts as the first batch's."""
+
+    def __init__(self, momentum=0.99):
+        self.momentum, self.eps = momentum, 0.01
+        self.running_mean = self.running_var = None
+        self.input_shape = None
+
+    def set_input_shape(self, shape):
+        self.input_shape = shape
+
+    def initialize(self, optimizer):
+        self.gamma = np.ones(self.input_shape)
+        self.beta = np.zeros(self.input_shape)
+        self.gamma_opt, self.beta_opt = copy.copy(optimizer), copy.copy(optimizer)
+
+    def forward_pass(self, X, training=True):
+        if self.running_mean is None:
+            self.running_mean, self.running_var = X.mean(axis=0), X.var(axis=0)
+        if training:
+            mean, var = X.mean(axis=0), X.var(axis=0)
+            self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * mean
+            self.running_var = self.momentum * self.running_var + (1 - self.momentum) * var
+        else:
+            mean, var = self.running_mean, self.running_var
+        self.X_centered = X - mean
+        self.stddev_inv = 1 / np.sqrt(var + self.eps)
+        return self.gamma * self.X_centered * self.stddev_inv + self.beta
+
+    def backward_pass(self, accum_grad):
+        gamma = self.gamma
+        X_norm = self.X_centered * self.stddev_inv
+        self.gamma = self.gamma_opt.update(self.gamma, np.sum(accum_grad * X_norm, axis=0))
+        self.beta = self.beta_opt.update(self.beta, np.sum(accum_grad, axis=0))
+        n = accum_grad.shape[0]
+        return (1 / n) * gamma * self.stddev_inv * (
+            n * accum_grad - np.sum(accum_grad, axis=0)
+            - self.X_centered * self.stddev_inv ** 2 * np.sum(accum_grad * self.X_centered, axis=0))
+
+
+class FoldedEpsBatchNorm:
+    """ε folded into the stored running variance (running_var = avg of var + ε), eval dividing
+    by √running_var: consistent. train()/eval() methods, PyTorch momentum 0.1, unbiased."""
+
+    def __init__(self, num_features, eps=1e-3, momentum=0.1):
+        self.eps, self.momentum = eps, momentum
+        self.weight, self.bias = np.ones(num_features), np.zeros(num_features)
+        self.running_mean = np.zeros(num_features)
+        self.running_var = np.ones(num_features) + eps
+        self.training = True
+
+    def train(self):
+        self.training = True
+
+    def eval(self):
+        self.training = False
+
+    def forward(self, x):
+        if self.training:
+            n = x.shape[0]
+            mu, var = x.mean(0), x.var(0)
+            m = self.momentum
+            self.running_mean = (1 - m) * self.running_mean + m * mu
+            self.running_var = (1 - m) * self.running_var + m * (var * n / (n - 1) + self.eps)
+            self.std = np.sqrt(var + self.eps)
+        else:
+            mu, self.std = self.running_mean, np.sqrt(self.running_var)
+        self.xn = (x - mu) / self.std
+        return self.weight * self.xn + self.bias
+
+    def backward(self, dy):
+        n = dy.shape[0]
+        self.dweight, self.dbias = (dy * self.xn).sum(0), dy.sum(0)
+        g = dy * self.weight
+        return (n * g - g.sum(0) - self.xn * (g * self.xn).sum(0)) / (n * self.std)
+
+
+class LayerNormGradsList:
+    """LayerNorm(dim, eps=1e-8): gradients kept as self.grads = [dγ, dβ], no eval mode."""
+
+    def __init__(self, dim, eps=1e-8):
+        self.gamma, self.beta, self.eps = np.ones(dim), np.zeros(dim), eps
+
+    def forward(self, x):
+        self.std = np.sqrt(x.var(axis=1, keepdims=True) + self.eps)
+        self.xn = (x - x.mean(axis=1, keepdims=True)) / self.std
+        return self.gamma * self.xn + self.beta
+
+    def backward(self, gradient):
+        self.grads = [np.sum(gradient * self.xn, axis=0), gradient.sum(axis=0)]
+        g = gradient * self.gamma
+        d = g.shape[1]
+        return (d * g - g.sum(1, keepdims=True)
+                - self.xn * (g * self.xn).sum(1, keepdims=True)) / (d * self.std)
