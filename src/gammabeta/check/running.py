@@ -105,7 +105,8 @@ def check_running(ctx) -> None:
     # probe the convention: how much weight does momentum=0.2 give the new batch?
     w_probe, probe_note = None, None
     try:
-        _, _, pseq = _steps(ctx, gamma, beta, batches[:3], PROBE)
+        pmeta, _, pseq = _steps(ctx, gamma, beta, batches[:3], PROBE)
+        ctx.running["momentum_via"] = pmeta.get("momentum_via", "")
         if all(r[0] is not None and r[1] is not None for r in pseq):
             w_probe = _analyse(pseq, batches[:3], ctx.eps)["w_mean"]
     except UserFailure as e:
@@ -178,7 +179,7 @@ def check_running(ctx) -> None:
                 cause="a convention: consistent as long as eval then divides by √running_var "
                       "without adding ε again (see eval_mode)")
     _momentum_finding(ctx, w, w_probe, meta.get("momentum"), probe_note,
-                      meta.get("momentum_via", ""))
+                      ctx.running.get("momentum_via", ""))
     _unbiased_finding(ctx, fit, batches, seq)
     _init_finding(ctx, fit, start)
 
