@@ -38,7 +38,7 @@ def test_zero_flags_find_every_normalization_and_each_correct_one_passes(layers)
     assert set(layers) == {"batchnorm_forward", "batchnorm_forward + batchnorm_backward_alt",
                            "spatial_batchnorm_forward", "layernorm_forward",
                            "spatial_groupnorm_forward"}
-    for name, r in layers.items():
+    for r in layers.values():
         assert r.exit_code == 0, r.to_text()
     assert layers["layernorm_forward"].kind == "layernorm"
     assert layers["spatial_groupnorm_forward"].kind == "groupnorm"

@@ -98,7 +98,7 @@ def scrambled_spatial_batchnorm_backward(dout, cache):
 
 
 def interleaved_spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
-    """Bug: groups taken interleaved, reshape (N, C // G, G, H, W) instead of (N, G, C // G, ...)."""
+    """Bug: groups taken interleaved: reshape (N, C // G, G, H, W), not (N, G, C // G, ...)."""
     eps = gn_param.get("eps", 1e-5)
     n, c, h, w = x.shape
     xg = x.reshape(n, c // G, G, h, w)

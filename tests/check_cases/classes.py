@@ -31,7 +31,8 @@ class MyTorchBatchNorm:
         self.dLdBb = np.sum(dLdBZ, axis=0, keepdims=True)
         g = dLdBZ * self.BW
         n = self.N
-        return (n * g - g.sum(0) - self.NZ * (g * self.NZ).sum(0)) / (n * np.sqrt(self.V + self.eps))
+        std = np.sqrt(self.V + self.eps)
+        return (n * g - g.sum(0) - self.NZ * (g * self.NZ).sum(0)) / (n * std)
 
 
 class MyTorchBatchNormIgnoresMomentum(MyTorchBatchNorm):

@@ -22,113 +22,30 @@ Every discovery is reported back (``info()["discovered"]``) so the report can sa
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Mapping
 
 import numpy as np
 
 from .access import BadReturn, Unusable, describe_value, get_path, param_array, set_path, to_array
+from .class_probe import Discovery
+from .names import (
+    BACKWARD,
+    BETA_ARGS,
+    FORWARD,
+    GAMMA_ARGS,
+    GROUP_ARGS,
+    LR_ARGS,
+    MOMENTUM_ARGS,
+    NUM_ARGS,
+    RUNNING_MEAN,
+    RUNNING_VAR,
+    SIZE_LIKE,
+    RecordingOptimizer,
+)
 
 __all__ = ["NormClass"]
 
-NUM_ARGS = {"num_features", "num_feature", "n_features", "nfeatures", "features", "feature_size",
-            "feature_dim", "num_channels", "channels", "n_channels", "nchannels", "in_channels",
-            "channel", "dim", "dims", "d", "D", "size", "C", "c", "n", "N", "num_units", "units",
-            "n_units", "in_features", "input_dim", "in_dim", "n_in", "out_features",
-            "hidden_size", "hidden_dim", "width", "neurons", "num_neurons", "normalized_shape",
-            "num_dims", "input_size", "nb_features", "n_feature", "n_neurons", "num_inputs",
-            "out_channels", "n_dim", "ndim", "feat_dim", "d_model", "embed_dim", "num_feat",
-            "shape", "input_shape", "in_size", "layer_size", "depth"}
-GAMMA_ARGS = {"gamma", "weight", "scale", "g", "gamma_init", "init_gamma"}
-BETA_ARGS = {"beta", "bias", "shift", "b", "beta_init", "init_beta"}
-MOMENTUM_ARGS = ("momentum", "decay", "rho", "moving_average_fraction", "bn_momentum",
-                 "running_momentum", "average_decay", "mom", "moment", "alpha")
-GROUP_ARGS = {"G", "g_num", "groups", "num_groups", "group", "n_groups", "group_num", "ngroups"}
-GAMMA = ("gamma", "weight", "scale", "g", "W", "BW", "gammas", "_gamma", "gamma_", "bn_weight",
-         "params.gamma", "params.weight", "params.scale", "params.W", "param.gamma",
-         "parameters.gamma", "weights.gamma", "parameters.scaler", "params.scaler", "scaler")
-BETA = ("beta", "bias", "shift", "b", "Bb", "betas", "_beta", "beta_", "bn_bias", "params.beta",
-        "params.bias", "params.shift", "params.b", "param.beta", "parameters.beta", "weights.beta",
-        "parameters.intercept", "params.intercept", "intercept")
-RUNNING_MEAN = ("running_mean", "moving_mean", "run_mean", "running_M", "running_mu",
-                "mean_running", "rolling_mean", "avg_mean", "pop_mean", "population_mean",
-                "global_mean", "mov_mean", "_mean", "mean", "mu", "bn_param.running_mean",
-                "params.running_mean", "buffers.running_mean", "_running_mean",
-                "running_avg_mean", "avg_mean")
-RUNNING_VAR = ("running_var", "moving_var", "run_var", "running_V", "running_variance",
-               "moving_variance", "var_running", "rolling_var", "avg_var", "pop_var",
-               "population_var", "global_var", "mov_var", "_variance", "_var", "variance",
-               "var", "sigma2", "bn_param.running_var", "params.running_var",
-               "buffers.running_var", "_running_var", "running_avg_var")
-EPS = ("eps", "epsilon", "eps_", "_eps", "bn_param.eps")
-MOMENTUM = ("momentum", "decay", "rho", "bn_param.momentum", "_momentum", "alpha")
-TRAIN_KW = ("training", "train", "is_training", "train_flg", "train_mode", "is_train", "istrain",
-            "trainable", "train_flag", "isTrain", "is_train_mode", "training_mode", "learn")
-EVAL_KW = ("eval", "evaluation", "inference", "test", "is_test", "testing", "test_mode",
-           "deterministic", "predict", "is_inference", "eval_mode")
-STR_KW = ("mode", "phase", "state", "stage")
-MODE_ATTRS = ("training", "is_training", "train_mode", "mode", "phase", "is_train", "istrain",
-              "train_flg", "bn_param.mode", "eval_mode", "inference", "is_test", "test_mode")
-FORWARD = ("forward", "forward_pass", "forward_propagation", "fprop", "forward_prop", "__call__")
-BACKWARD = ("backward", "backward_pass", "backward_propagation", "bprop", "backward_prop",
-            "backprop")
-INIT_METHODS = ("initialize", "init", "build", "init_params", "initialize_parameters",
-                "init_parameters", "setup")
-LR_ARGS = {"lr", "learning_rate", "eta", "alpha", "step_size", "rate"}
-_SIZE_LIKE = re.compile(r"feat|dim|chan|size|unit|neuron|^n_?in|^in_|^num|width|^n$|^c$|^d$",
-                        re.IGNORECASE)
-
-
-class RecordingOptimizer:
-    """Passed to ``initialize(optimizer)``: records each update's gradient, changes nothing."""
-
-    def __init__(self):
-        self.seen: dict = {}
-
-    def __copy__(self):
-        twin = RecordingOptimizer()
-        twin.seen = self.seen  # copies made by the layer report to the same log
-        return twin
-
-    def __deepcopy__(self, memo):
-        return self.__copy__()
-
-    def update(self, w, grad, *args, **kwargs):
-        self.seen[id(w)] = np.array(grad, dtype=np.float64, copy=True)
-        return w
-
-    step = __call__ = update
-
-
-def _arrays_of(obj, depth: int = 1, prefix: str = ""):
-    """(path, array) for every float array attribute (and dict entry, one level down)."""
-    try:
-        items = list(vars(obj).items())
-    except TypeError:
-        return
-    for k, v in items:
-        a = param_array(v)
-        if a is not None and a.dtype.kind == "f":
-            yield prefix + k, a
-        elif isinstance(v, Mapping):
-            for kk, vv in v.items():
-                aa = param_array(vv)
-                if isinstance(kk, str) and aa is not None and aa.dtype.kind == "f":
-                    yield f"{prefix}{k}.{kk}", aa
-        elif depth > 0 and hasattr(v, "__dict__") and not callable(v) \
-                and not isinstance(v, (np.ndarray, RecordingOptimizer)):
-            yield from _arrays_of(v, depth - 1, f"{prefix}{k}.")
-
-
-def _is_stat_or_grad(path: str) -> bool:
-    """Names that hold running statistics, caches or gradients, never γ/β."""
-    last = path.rpartition(".")[2].lower()
-    return any(t in last for t in ("running", "moving", "mean", "var", "grad", "cache", "std",
-                                   "mu", "sigma", "xhat", "x_hat", "norm", "input", "out")) \
-        or (last.startswith("d") and len(last) > 1 and last not in ("d",))
-
-
-class NormClass:
+class NormClass(Discovery):
     """A normalization class driven through construct / forward / backward / read-back."""
 
     style = "class"
@@ -193,7 +110,7 @@ class NormClass:
             elif p.name in MOMENTUM_ARGS and momentum is not None:
                 val = momentum
             elif p.default is inspect.Parameter.empty:
-                if p.annotation in (int, "int") or _SIZE_LIKE.search(p.name):
+                if p.annotation in (int, "int") or SIZE_LIKE.search(p.name):
                     val = (c,) if shape_as_tuple or "shape" in p.name else c
                 elif p.name in MOMENTUM_ARGS:
                     val = None  # decided by the caller (a required momentum)
@@ -234,150 +151,6 @@ class NormClass:
         self.constructed = f"{self.name}({', '.join(shown)})"
         return obj
 
-    # ----- discovery --------------------------------------------------------------------------
-    def _find(self, role, candidates, need_array=True):
-        """The first of ``candidates`` (or the user's path) holding C values or a number."""
-        if role in self.attrs:
-            path = self.attrs[role]
-            if get_path(self.obj, path, None) is None:
-                raise Unusable(f"{self.name} has no attribute {path!r} (given for {role})")
-            return path
-        for path in candidates:
-            v = get_path(self.obj, path, None)
-            a = param_array(v)
-            if a is not None and a.size == self.c and a.dtype.kind == "f":
-                return path
-            if not need_array and isinstance(v, (int, float, np.floating)) \
-                    and not isinstance(v, bool):
-                return path
-        return None
-
-    def _lazy_init(self, x) -> None:
-        """Call an initialize/build-style method, then one forward pass, so that parameters
-        created lazily exist."""
-        if callable(getattr(self.obj, "set_input_shape", None)):
-            try:
-                self.obj.set_input_shape(tuple(x.shape[1:]))
-            except Exception:  # noqa: BLE001 - user code; the forward pass will tell
-                pass
-        for name in INIT_METHODS:
-            meth = getattr(self.obj, name, None)
-            if not callable(meth):
-                continue
-            try:
-                params = [p for p in inspect.signature(meth).parameters.values()
-                          if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL,
-                                                                     p.VAR_KEYWORD)]
-            except (TypeError, ValueError):
-                continue
-            args = []
-            for p in params:
-                if "optim" in p.name or p.name in ("opt", "updater"):
-                    args.append(self.optimizer)
-                elif "shape" in p.name:
-                    args.append(tuple(x.shape[1:]))
-                elif p.name in NUM_ARGS:
-                    args.append(self.c)
-                else:
-                    args = None
-                    break
-            if args is not None:
-                meth(*args)
-                self.discovered.append(f"called {name}() to create the parameters")
-                return
-
-    def _probe_params(self, x):
-        """γ and β among the unnamed arrays of C values: perturb each, watch the output."""
-        base = self._fwd(x, True)
-        found = {}
-        for path, a in list(_arrays_of(self.obj)):
-            if a.size != self.c or _is_stat_or_grad(path):
-                continue
-            old = a.copy()
-            a += 0.5
-            try:
-                d = self._fwd(x, True) - base
-            finally:
-                a[...] = old
-            if not np.all(np.isfinite(d)) or np.max(np.abs(d)) < 1e-9:
-                continue
-            red = (0,) + tuple(range(2, d.ndim))
-            const = np.allclose(d, np.mean(d, axis=red, keepdims=True), atol=1e-9)
-            if const and np.allclose(d, 0.5, atol=1e-6):
-                found.setdefault("beta", path)
-            elif not const:
-                found.setdefault("gamma", path)
-        return found
-
-    def _detect(self, x) -> None:
-        """Find γ, β, running statistics, ε, momentum and the mode switch."""
-        p = self.paths
-        for role, cands in (("gamma", GAMMA), ("beta", BETA)):
-            p[role] = self._find(role, cands)
-        if p["gamma"] is None or p["beta"] is None:
-            self._lazy_init(x)
-            for role, cands in (("gamma", GAMMA), ("beta", BETA)):
-                p[role] = p[role] or self._find(role, cands)
-        self.mode = self._detect_mode()
-        if p["gamma"] is None or p["beta"] is None:
-            self._fwd(x, True)  # lazily created on the first forward pass?
-            for role, cands in (("gamma", GAMMA), ("beta", BETA)):
-                p[role] = p[role] or self._find(role, cands)
-            if p["gamma"] is None or p["beta"] is None:
-                probed = self._probe_params(x)
-                for role in ("gamma", "beta"):
-                    if p[role] is None and role in probed:
-                        p[role] = probed[role]
-                        self.discovered.append(f"{'γ' if role == 'gamma' else 'β'} found by "
-                                               f"perturbing arrays: {self.name}.{p[role]}")
-        for role in ("gamma", "beta"):
-            if p[role] is None:
-                found = ", ".join(f"{k} {tuple(a.shape)}" for k, a in _arrays_of(self.obj))
-                sym = "γ" if role == "gamma" else "β"
-                raise Unusable(f"{self.constructed} has no attribute for {sym} (tried "
-                               f"{', '.join((GAMMA if role == 'gamma' else BETA)[:6])}, ... and "
-                               f"perturbing every array of {self.c} values); its arrays are: "
-                               f"{found or 'none'}. Name it with --{role}-attr")
-        p["running_mean"] = self._find("running_mean", RUNNING_MEAN)
-        p["running_var"] = self._find("running_var", RUNNING_VAR)
-        p["eps"] = self._find("eps", EPS, need_array=False)
-        p["momentum"] = self._find("momentum", MOMENTUM, need_array=False)
-        self.discovered.insert(0, f"constructed as {self.constructed}; γ = {p['gamma']}, β = "
-                                  f"{p['beta']}; mode: {self._mode_desc()}")
-
-    def _detect_mode(self):
-        """How to switch modes: a forward keyword, train()/eval(), or an attribute."""
-        if "mode" in self.attrs:
-            cur = get_path(self.obj, self.attrs["mode"], None)
-            return ("attr", self.attrs["mode"], "str" if isinstance(cur, str) else "train")
-        fwd = getattr(self.obj, self.fwd_name or "forward", None)
-        try:
-            params = inspect.signature(fwd).parameters
-        except (TypeError, ValueError):
-            params = {}
-        for names, sense in ((TRAIN_KW, "train"), (EVAL_KW, "eval"), (STR_KW, "str")):
-            for n in names:
-                if n in params:
-                    return ("kwarg", n, sense)
-        if callable(getattr(self.obj, "train", None)) and callable(getattr(self.obj, "eval", None)):
-            return ("methods",)
-        for path in MODE_ATTRS:
-            v = get_path(self.obj, path, None)
-            if isinstance(v, (bool, str, np.bool_)):
-                sense = "str" if isinstance(v, str) else (
-                    "eval" if path.rpartition(".")[2] in EVAL_KW else "train")
-                return ("attr", path, sense)
-        return None
-
-    def _mode_desc(self) -> str:
-        if self.mode is None:
-            return "none found"
-        if self.mode[0] == "kwarg":
-            return f"forward keyword {self.mode[1]}="
-        if self.mode[0] == "methods":
-            return "train()/eval()"
-        return f"attribute {self.mode[1]}"
-
     # ----- calls ------------------------------------------------------------------------------
     def _mode_value(self, sense, train: bool, current=None):
         if sense == "train":
@@ -404,17 +177,6 @@ class NormClass:
         return to_array(fwd(x, **kw), f"the output of {self.name}.{self.fwd_name}")
 
     eval_string = None
-
-    def _eval_string_from_source(self) -> None:
-        """For a string mode ('train'/'test'), the eval value the code compares with."""
-        try:
-            src = inspect.getsource(self.cls)
-        except (OSError, TypeError):
-            return
-        for s in ("test", "eval", "inference", "predict", "val", "valid", "evaluation"):
-            if f"'{s}'" in src or f'"{s}"' in src:
-                self.eval_string = s
-                return
 
     def reset(self, c: int, gamma, beta, eps: float, momentum, groups=None, x=None) -> dict:
         """Construct a fresh instance and give it γ, β (and momentum when given)."""
@@ -488,7 +250,8 @@ class NormClass:
         head, _, last = path.rpartition(".")
         pre = f"{head}." if head else ""
         bare = last.lstrip("_")
-        cands = [f"{pre}d{last}", f"d{last}", f"_d{bare}", f"d{bare}", f"d_{last}", f"grad_{last}", f"{last}_grad",
+        cands = [f"{pre}d{last}", f"d{last}", f"_d{bare}", f"d{bare}", f"d_{last}",
+                 f"grad_{last}", f"{last}_grad",
                  f"{path}.grad", f"dLd{last}", f"dL_d{last}", f"dLd{last.lstrip('B')}",
                  f"grads.{last}", f"grads.d{last}", f"grad.{last}", f"gradients.{last}",
                  f"param_grads.{last}", f"dparams.{last}", f"d{role}", f"d_{role}",

@@ -1,0 +1,190 @@
+"""How :class:`gammabeta.check.classes.NormClass` finds γ, β, the statistics and the mode
+switch of an instance it knows nothing about: names first, then an ``initialize``/``build``-style
+call and a first forward pass (lazily created parameters), then perturbing every array of C
+values and watching the output (β shifts it by a constant per channel, γ scales x̂).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from .access import Unusable, get_path, param_array
+from .names import (
+    BETA,
+    EPS,
+    EVAL_KW,
+    GAMMA,
+    INIT_METHODS,
+    MODE_ATTRS,
+    MOMENTUM,
+    NUM_ARGS,
+    RUNNING_MEAN,
+    RUNNING_VAR,
+    STR_KW,
+    TRAIN_KW,
+    arrays_of,
+    is_stat_or_grad,
+)
+
+__all__ = ["Discovery"]
+
+
+class Discovery:
+    """Mixin: discovery for a class adapter with ``obj``, ``c``, ``attrs``, ``paths``."""
+
+    def _find(self, role, candidates, need_array=True):
+        """The first of ``candidates`` (or the user's path) holding C values or a number."""
+        if role in self.attrs:
+            path = self.attrs[role]
+            if get_path(self.obj, path, None) is None:
+                raise Unusable(f"{self.name} has no attribute {path!r} (given for {role})")
+            return path
+        for path in candidates:
+            v = get_path(self.obj, path, None)
+            a = param_array(v)
+            if a is not None and a.size == self.c and a.dtype.kind == "f":
+                return path
+            if not need_array and isinstance(v, (int, float, np.floating)) \
+                    and not isinstance(v, bool):
+                return path
+        return None
+
+    def _lazy_init(self, x) -> None:
+        """Call an initialize/build-style method, then one forward pass, so that parameters
+        created lazily exist."""
+        if callable(getattr(self.obj, "set_input_shape", None)):
+            try:
+                self.obj.set_input_shape(tuple(x.shape[1:]))
+            except Exception:  # noqa: BLE001 - user code; the forward pass will tell
+                pass
+        for name in INIT_METHODS:
+            meth = getattr(self.obj, name, None)
+            if not callable(meth):
+                continue
+            try:
+                params = [p for p in inspect.signature(meth).parameters.values()
+                          if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL,
+                                                                     p.VAR_KEYWORD)]
+            except (TypeError, ValueError):
+                continue
+            args = []
+            for p in params:
+                if "optim" in p.name or p.name in ("opt", "updater"):
+                    args.append(self.optimizer)
+                elif "shape" in p.name:
+                    args.append(tuple(x.shape[1:]))
+                elif p.name in NUM_ARGS:
+                    args.append(self.c)
+                else:
+                    args = None
+                    break
+            if args is not None:
+                meth(*args)
+                self.discovered.append(f"called {name}() to create the parameters")
+                return
+
+    def _probe_params(self, x):
+        """γ and β among the unnamed arrays of C values: perturb each, watch the output."""
+        base = self._fwd(x, True)
+        found = {}
+        for path, a in list(arrays_of(self.obj)):
+            if a.size != self.c or is_stat_or_grad(path):
+                continue
+            old = a.copy()
+            a += 0.5
+            try:
+                d = self._fwd(x, True) - base
+            finally:
+                a[...] = old
+            if not np.all(np.isfinite(d)) or np.max(np.abs(d)) < 1e-9:
+                continue
+            red = (0,) + tuple(range(2, d.ndim))
+            const = np.allclose(d, np.mean(d, axis=red, keepdims=True), atol=1e-9)
+            if const and np.allclose(d, 0.5, atol=1e-6):
+                found.setdefault("beta", path)
+            elif not const:
+                found.setdefault("gamma", path)
+        return found
+
+    def _detect(self, x) -> None:
+        """Find γ, β, running statistics, ε, momentum and the mode switch."""
+        p = self.paths
+        for role, cands in (("gamma", GAMMA), ("beta", BETA)):
+            p[role] = self._find(role, cands)
+        if p["gamma"] is None or p["beta"] is None:
+            self._lazy_init(x)
+            for role, cands in (("gamma", GAMMA), ("beta", BETA)):
+                p[role] = p[role] or self._find(role, cands)
+        self.mode = self._detect_mode()
+        if p["gamma"] is None or p["beta"] is None:
+            self._fwd(x, True)  # lazily created on the first forward pass?
+            for role, cands in (("gamma", GAMMA), ("beta", BETA)):
+                p[role] = p[role] or self._find(role, cands)
+            if p["gamma"] is None or p["beta"] is None:
+                probed = self._probe_params(x)
+                for role in ("gamma", "beta"):
+                    if p[role] is None and role in probed:
+                        p[role] = probed[role]
+                        self.discovered.append(f"{'γ' if role == 'gamma' else 'β'} found by "
+                                               f"perturbing arrays: {self.name}.{p[role]}")
+        for role in ("gamma", "beta"):
+            if p[role] is None:
+                found = ", ".join(f"{k} {tuple(a.shape)}" for k, a in arrays_of(self.obj))
+                sym = "γ" if role == "gamma" else "β"
+                raise Unusable(f"{self.constructed} has no attribute for {sym} (tried "
+                               f"{', '.join((GAMMA if role == 'gamma' else BETA)[:6])}, ... and "
+                               f"perturbing every array of {self.c} values); its arrays are: "
+                               f"{found or 'none'}. Name it with --{role}-attr")
+        p["running_mean"] = self._find("running_mean", RUNNING_MEAN)
+        p["running_var"] = self._find("running_var", RUNNING_VAR)
+        p["eps"] = self._find("eps", EPS, need_array=False)
+        p["momentum"] = self._find("momentum", MOMENTUM, need_array=False)
+        self.discovered.insert(0, f"constructed as {self.constructed}; γ = {p['gamma']}, β = "
+                                  f"{p['beta']}; mode: {self._mode_desc()}")
+
+    def _detect_mode(self):
+        """How to switch modes: a forward keyword, train()/eval(), or an attribute."""
+        if "mode" in self.attrs:
+            cur = get_path(self.obj, self.attrs["mode"], None)
+            return ("attr", self.attrs["mode"], "str" if isinstance(cur, str) else "train")
+        fwd = getattr(self.obj, self.fwd_name or "forward", None)
+        try:
+            params = inspect.signature(fwd).parameters
+        except (TypeError, ValueError):
+            params = {}
+        for names, sense in ((TRAIN_KW, "train"), (EVAL_KW, "eval"), (STR_KW, "str")):
+            for n in names:
+                if n in params:
+                    return ("kwarg", n, sense)
+        if callable(getattr(self.obj, "train", None)) and callable(getattr(self.obj, "eval", None)):
+            return ("methods",)
+        for path in MODE_ATTRS:
+            v = get_path(self.obj, path, None)
+            if isinstance(v, (bool, str, np.bool_)):
+                sense = "str" if isinstance(v, str) else (
+                    "eval" if path.rpartition(".")[2] in EVAL_KW else "train")
+                return ("attr", path, sense)
+        return None
+
+    def _mode_desc(self) -> str:
+        if self.mode is None:
+            return "none found"
+        if self.mode[0] == "kwarg":
+            return f"forward keyword {self.mode[1]}="
+        if self.mode[0] == "methods":
+            return "train()/eval()"
+        return f"attribute {self.mode[1]}"
+
+    def _eval_string_from_source(self) -> None:
+        """For a string mode ('train'/'test'), the eval value the code compares with."""
+        try:
+            src = inspect.getsource(self.cls)
+        except (OSError, TypeError):
+            return
+        for s in ("test", "eval", "inference", "predict", "val", "valid", "evaluation"):
+            if f"'{s}'" in src or f'"{s}"' in src:
+                self.eval_string = s
+                return
+
