@@ -50,7 +50,7 @@ def test_broken_gallery_file_gets_its_diagnosis(name):
 
 def test_conventions_are_notes_not_failures():
     """running_var starting at 0 is the cs231n template's own default: a NOTE, exit 0."""
-    report = check(f"{GALLERY / 'running_var_zero.py'}:{FWD}")
+    report = check(f"{GALLERY / 'convention_running_var_zero.py'}:{FWD}")
     assert report.exit_code == 0, report.to_text()
     assert report["running_init"].status == "note"
     assert "cs231n template" in report["running_init"].cause
@@ -58,7 +58,7 @@ def test_conventions_are_notes_not_failures():
 
 
 def test_nan_on_a_batch_of_one_is_a_warning():
-    report = check(f"{GALLERY / 'batch_of_one_nan.py'}:{FWD}")
+    report = check(f"{GALLERY / 'warn_batch_of_one_nan.py'}:{FWD}")
     assert report.exit_code == 0 and not report.failures, report.to_text()
     assert report["batch_of_one"].status == "warn"
     assert "divides by zero when m = 1" in report["batch_of_one"].cause
@@ -80,7 +80,7 @@ def test_correct_class_passes_everything_including_nchw():
 
 
 def test_biased_running_var_is_a_note_unless_strict():
-    target = f"{GALLERY / 'biased_running_var.py'}:{FWD}"
+    target = f"{GALLERY / 'convention_biased_running_var.py'}:{FWD}"
     report = check(target)
     assert report.exit_code == 0, report.to_text()
     w = report["running_var_unbiased"]

@@ -62,6 +62,8 @@ def test_cs231n_conventions_are_notes(layers):
     ("interleaved_spatial_groupnorm_forward", "forward_train", "grouped interleaved"),
     ("wrongaxis_layernorm_forward", "forward_train", "wrong axis"),
     ("nonedx_layernorm_forward", "backward_runs", "NoneType"),
+    ("perposition_spatial_batchnorm_forward", "forward_train", "per position over N and C"),
+    ("perposition_spatial_batchnorm_forward", "running_stats", "12 = H·W"),
 ])
 def test_real_mistakes_are_named(buggy, name, key, phrase):
     r = buggy[name]
@@ -100,7 +102,7 @@ def test_file_report_json_and_exit_code(capsys):
     import json
 
     data = json.loads(capsys.readouterr().out)
-    assert len(data["reports"]) == 7 and data["passed"] is False
+    assert len(data["reports"]) == 8 and data["passed"] is False
     assert check_cli.main([str(CASES / "cs231n_layers.py")]) == 0
 
 

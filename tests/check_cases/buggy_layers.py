@@ -141,3 +141,23 @@ def nonedx_layernorm_forward(x, gamma, beta, ln_param):
 def nonedx_layernorm_backward(dout, cache):
     (xn,) = cache
     return None, (dout * xn).sum(axis=0), dout.sum(axis=0)
+
+
+def perposition_spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    """Bug: reshaped to (N·C, H·W), so statistics (and running statistics, of shape (H·W,)) are
+    per position instead of per channel."""
+    n, c, h, w = x.shape
+    x2 = x.reshape(-1, h * w)
+    if bn_param["mode"] == "test":
+        rm, rv = bn_param["running_mean"], bn_param["running_var"]
+        return gamma.reshape(1, c, 1, 1) * ((x2 - rm) / np.sqrt(rv + 1e-5)).reshape(x.shape) \
+            + beta.reshape(1, c, 1, 1), None
+    _store(bn_param, x2)
+    mu, var = x2.mean(axis=0), x2.var(axis=0)
+    xn = ((x2 - mu) / np.sqrt(var + 1e-5)).reshape(x.shape)
+    return gamma.reshape(1, c, 1, 1) * xn + beta.reshape(1, c, 1, 1), (xn, gamma)
+
+
+def perposition_spatial_batchnorm_backward(dout, cache):
+    xn, gamma = cache
+    return dout * gamma.reshape(1, -1, 1, 1), (dout * xn).sum((0, 2, 3)), dout.sum((0, 2, 3))

@@ -206,6 +206,17 @@ class Ctx:
             f.got, f.expected = cmp.get("got"), cmp.get("want")
         return self.report.add(f)
 
+    def forward_is_wrong(self, key: str) -> str | None:
+        """A cause for a later failure that follows from a failed training forward pass."""
+        if key == "forward_train" or "forward_train" not in self.report:
+            return None
+        f = self.report["forward_train"]
+        if f.status != "fail":
+            return None
+        why = f"; {f.cause}" if f.cause else ""
+        return f"follows from the training forward pass, which is already wrong (see " \
+               f"forward_train{why})"
+
     def where_name(self, role: str) -> str:
         """How the user's code holds ``role`` (e.g. ``bn_param['running_var']``, ``self.rv``)."""
         if self.info.get("style") == "class":
@@ -223,6 +234,6 @@ def cmp_finding(ctx, key, title, got, want, tol, ok_msg, bad_msg, hyps=(), cause
         return True
     if c.get("nonfinite"):
         bad_msg += " (NaN/inf in the result)"
-    cause = cause or dg.best_match(got, hyps, max(tol, TOL_HYP))
+    cause = cause or dg.best_match(got, hyps, max(tol, TOL_HYP)) or ctx.forward_is_wrong(key)
     ctx.add(key, "fail", title, bad_msg, cause=cause, cmp=c, tol=tol, details=details)
     return False

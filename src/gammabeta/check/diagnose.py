@@ -91,6 +91,12 @@ def layout_hypotheses(ref, x):
                 out.append((_b(ref, g) * (x - mu) / np.sqrt(var + eps) + _b(ref, b),
                             "(N, C, H, W) input is normalized per position (over N only), not "
                             "per channel over N, H and W"))
+            pos = x.reshape(-1, h * w)  # (N·C, H·W): statistics per position over N and C
+            with np.errstate(all="ignore"):
+                xp = (pos - pos.mean(axis=0)) / np.sqrt(pos.var(axis=0) + eps)
+            out.append((_b(ref, g) * xp.reshape(x.shape) + _b(ref, b),
+                        "statistics per position over N and C (x reshaped to (N·C, H·W)) "
+                        "instead of per channel over N, H and W"))
             flat = x.reshape(-1, c)  # reshape without moving C last: channels scrambled
             y = train_ref(flat, g, b, eps)["y"].reshape(x.shape)
             out.append((y, "channels scrambled: x.reshape(-1, C) without first moving C to the "

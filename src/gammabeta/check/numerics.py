@@ -40,7 +40,8 @@ def check_large_offset(ctx) -> None:
         elif cn["err"] < 0.1 * c["err"] or cn["err"] <= TOL_OFFSET:
             cause = "the output matches E[x²] − E[x]² evaluated in float32: " + dg.NAIVE_VAR
         else:
-            cause = dg.best_match(y, dg.forward_hypotheses(ref, x, ctx.eps), TOL_OFFSET) or (
+            cause = dg.best_match(y, dg.forward_hypotheses(ref, x, ctx.eps), TOL_OFFSET) \
+                or ctx.forward_is_wrong("large_offset") or (
                 "precision is lost in float32 with a large common offset (the output matches "
                 "neither the reference nor the one-pass E[x²] − E[x]² variance)")
     cmp_finding(ctx, "large_offset", title, y, ref["y"], TOL_OFFSET,

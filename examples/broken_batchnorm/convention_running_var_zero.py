@@ -1,12 +1,13 @@
-"""Broken: a batch of one silently turns the running variance into NaN.
+"""A convention, not a bug: running_var starts at 0 (the cs231n template's own default).
 
-The unbiased variance for running_var is computed with ``x.var(axis=0, ddof=1)``, which for
-N = 1 divides 0 by N − 1 = 0: NumPy only warns and returns NaN, and every later evaluation
-returns NaN. (PyTorch raises "Expected more than 1 value per channel when training".)
+Everything else is right (see correct.py), so the checker passes it with a NOTE. When it
+matters: on the first training step the running variance becomes (1 − momentum)·var = 0.1·var,
+so evaluation right after a few steps divides by a far too small variance (outputs about √10
+times too large); PyTorch starts at 1 (nnabla PR #294 changed the same).
 
 Check it with::
 
-    gammabeta check examples/broken_batchnorm/batch_of_one_nan.py:batchnorm_forward
+    gammabeta check examples/broken_batchnorm/convention_running_var_zero.py:batchnorm_forward
 """
 
 import numpy as np
@@ -19,9 +20,12 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     momentum = bn_param.get("momentum", 0.9)
     n, d = x.shape
     running_mean = bn_param.get("running_mean", np.zeros(d, dtype=x.dtype))
-    running_var = bn_param.get("running_var", np.ones(d, dtype=x.dtype))
+    running_var = bn_param.get("running_var", np.zeros(d, dtype=x.dtype))  # the template's default; PyTorch: ones
 
     if mode == "train":
+        if n < 2:
+            raise ValueError(f"batchnorm_forward: training needs more than one sample per "
+                             f"feature, got x of shape {x.shape}")
         mu = x.mean(axis=0)
         xc = x - mu
         var = (xc * xc).mean(axis=0)  # biased, used to normalize
@@ -29,7 +33,7 @@ def batchnorm_forward(x, gamma, beta, bn_param):
         xhat = xc * inv_std
         out = gamma * xhat + beta
         running_mean = momentum * running_mean + (1 - momentum) * mu
-        running_var = momentum * running_var + (1 - momentum) * x.var(axis=0, ddof=1)
+        running_var = momentum * running_var + (1 - momentum) * var * (n / (n - 1))
         cache = (xhat, gamma, inv_std)
     elif mode == "test":
         inv_std = 1.0 / np.sqrt(running_var + eps)

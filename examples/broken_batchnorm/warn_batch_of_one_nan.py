@@ -1,12 +1,12 @@
-"""Differs from PyTorch: running_var stores the biased batch variance (as the cs231n template).
+"""A robustness gap (WARN): a batch of one silently turns the running variance into NaN.
 
-The batch is normalized with the biased variance (÷N) in both PyTorch and here, but PyTorch's
-running_var averages the unbiased one (÷(N − 1)), N/(N − 1) larger. Both are defensible, so the
-checker reports a warning; with ``--strict-pytorch`` it is a failure.
+The unbiased variance for running_var is computed with ``x.var(axis=0, ddof=1)``, which for
+N = 1 divides 0 by N − 1 = 0: NumPy only warns and returns NaN, and every later evaluation
+returns NaN. (PyTorch raises "Expected more than 1 value per channel when training".)
 
 Check it with::
 
-    gammabeta check examples/broken_batchnorm/biased_running_var.py:batchnorm_forward
+    gammabeta check examples/broken_batchnorm/warn_batch_of_one_nan.py:batchnorm_forward
 """
 
 import numpy as np
@@ -22,9 +22,6 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     running_var = bn_param.get("running_var", np.ones(d, dtype=x.dtype))
 
     if mode == "train":
-        if n < 2:
-            raise ValueError(f"batchnorm_forward: training needs more than one sample per "
-                             f"feature, got x of shape {x.shape}")
         mu = x.mean(axis=0)
         xc = x - mu
         var = (xc * xc).mean(axis=0)  # biased, used to normalize
@@ -32,7 +29,7 @@ def batchnorm_forward(x, gamma, beta, bn_param):
         xhat = xc * inv_std
         out = gamma * xhat + beta
         running_mean = momentum * running_mean + (1 - momentum) * mu
-        running_var = momentum * running_var + (1 - momentum) * var  # PyTorch: var·n/(n − 1)
+        running_var = momentum * running_var + (1 - momentum) * x.var(axis=0, ddof=1)
         cache = (xhat, gamma, inv_std)
     elif mode == "test":
         inv_std = 1.0 / np.sqrt(running_var + eps)

@@ -1,12 +1,12 @@
-"""Broken: running_var starts at 0 (the cs231n template's default; nnabla PR #294 fixed the same).
+"""A convention: running_var stores the biased batch variance (as the cs231n template).
 
-Everything else is right (see correct.py). On the first training step the running variance
-becomes (1 − momentum)·var = 0.1·var, so evaluation right after a few steps divides by a far
-too small variance and its outputs are about √10 times too large.
+The batch is normalized with the biased variance (÷N) in both PyTorch and here, but PyTorch's
+running_var averages the unbiased one (÷(N − 1)), N/(N − 1) larger. Both are defensible, so the
+checker reports a NOTE; with ``--strict-pytorch`` it is a failure.
 
 Check it with::
 
-    gammabeta check examples/broken_batchnorm/running_var_zero.py:batchnorm_forward
+    gammabeta check examples/broken_batchnorm/convention_biased_running_var.py:batchnorm_forward
 """
 
 import numpy as np
@@ -19,7 +19,7 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     momentum = bn_param.get("momentum", 0.9)
     n, d = x.shape
     running_mean = bn_param.get("running_mean", np.zeros(d, dtype=x.dtype))
-    running_var = bn_param.get("running_var", np.zeros(d, dtype=x.dtype))  # BUG: ones
+    running_var = bn_param.get("running_var", np.ones(d, dtype=x.dtype))
 
     if mode == "train":
         if n < 2:
@@ -32,7 +32,7 @@ def batchnorm_forward(x, gamma, beta, bn_param):
         xhat = xc * inv_std
         out = gamma * xhat + beta
         running_mean = momentum * running_mean + (1 - momentum) * mu
-        running_var = momentum * running_var + (1 - momentum) * var * (n / (n - 1))
+        running_var = momentum * running_var + (1 - momentum) * var  # PyTorch: var·n/(n − 1)
         cache = (xhat, gamma, inv_std)
     elif mode == "test":
         inv_std = 1.0 / np.sqrt(running_var + eps)
