@@ -20,7 +20,7 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     momentum = bn_param.get("momentum", 0.9)
     n, d = x.shape
     running_mean = bn_param.get("running_mean", np.zeros(d, dtype=x.dtype))
-    running_var = bn_param.get("running_var", np.zeros(d, dtype=x.dtype))  # the template's default; PyTorch: ones
+    running_var = bn_param.get("running_var", np.zeros(d, dtype=x.dtype))  # PyTorch: ones
 
     if mode == "train":
         if n < 2:

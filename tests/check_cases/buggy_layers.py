@@ -161,3 +161,19 @@ def perposition_spatial_batchnorm_forward(x, gamma, beta, bn_param):
 def perposition_spatial_batchnorm_backward(dout, cache):
     xn, gamma = cache
     return dout * gamma.reshape(1, -1, 1, 1), (dout * xn).sum((0, 2, 3)), dout.sum((0, 2, 3))
+
+
+def perpixel_spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    """Bug: statistics over the group's channels at each position separately (axis 2 of
+    (N, G, C // G, H, W) only), not over (C // G, H, W)."""
+    n, c, h, w = x.shape
+    xg = x.reshape(n, G, c // G, h, w)
+    xn = ((xg - xg.mean(axis=2, keepdims=True))
+          / np.sqrt(xg.var(axis=2, keepdims=True) + gn_param.get("eps", 1e-5))).reshape(x.shape)
+    return gamma * xn + beta, (xn, gamma)
+
+
+def perpixel_spatial_groupnorm_backward(dout, cache):
+    xn, gamma = cache
+    return dout * gamma, (dout * xn).sum((0, 2, 3), keepdims=True), dout.sum((0, 2, 3),
+                                                                           keepdims=True)

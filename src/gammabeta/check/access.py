@@ -94,18 +94,32 @@ def set_path(obj, path: str, value) -> None:
     head, _, last = path.rpartition(".")
     parent = get_path(obj, head) if head else obj
     cur = get_path(parent, last, None)
-    if cur is not None and not isinstance(cur, np.ndarray) \
-            and isinstance(getattr(cur, "data", None), np.ndarray):
-        cur.data = value
+    holder = _holder_field(cur)
+    if holder is not None:
+        setattr(cur, holder, value)
     elif isinstance(parent, Mapping):
         parent[last] = value
     else:
         setattr(parent, last, value)
 
 
+def _holder_field(v):
+    """The field of a Parameter-like holder that keeps its array (``data`` or ``value``)."""
+    if v is None or isinstance(v, (np.ndarray, Mapping, list, tuple)):
+        return None
+    for name in ("data", "value"):
+        try:
+            if isinstance(getattr(v, name, None), np.ndarray):
+                return name
+        except Exception:  # noqa: BLE001 - a property that raises
+            continue
+    return None
+
+
 def param_array(v):
-    """The array behind ``v``: itself, or ``v.data`` for Parameter-like holders; else None."""
+    """The array behind ``v``: itself, or ``v.data``/``v.value`` for Parameter-like holders;
+    else None."""
     if isinstance(v, np.ndarray):
         return v
-    d = getattr(v, "data", None)
-    return d if isinstance(d, np.ndarray) else None
+    field = _holder_field(v)
+    return getattr(v, field) if field else None

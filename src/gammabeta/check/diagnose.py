@@ -91,6 +91,13 @@ def layout_hypotheses(ref, x):
                 out.append((_b(ref, g) * (x - mu) / np.sqrt(var + eps) + _b(ref, b),
                             "(N, C, H, W) input is normalized per position (over N only), not "
                             "per channel over N, H and W"))
+            with np.errstate(all="ignore"):
+                inst = (x - x.mean(axis=(2, 3), keepdims=True)) \
+                    / np.sqrt(x.var(axis=(2, 3), keepdims=True) + eps)
+            out.append((_b(ref, g) * inst + _b(ref, b),
+                        "statistics per sample and channel over (H, W) (instance norm, e.g. "
+                        "batch norm called once per sample) instead of per channel over N, H "
+                        "and W"))
             pos = x.reshape(-1, h * w)  # (N·C, H·W): statistics per position over N and C
             with np.errstate(all="ignore"):
                 xp = (pos - pos.mean(axis=0)) / np.sqrt(pos.var(axis=0) + eps)
@@ -128,6 +135,24 @@ def layout_hypotheses(ref, x):
                        "C/G, ...))"))
         out.append((_renorm(ref, x, "layernorm"), "normalizes over all channels of a sample "
                                                   "(layer norm) instead of per group"))
+        if x.ndim == 4 and c % groups == 0:
+            n, _, h, w = x.shape
+            xg = x.reshape(n, groups, c // groups, h, w)
+            with np.errstate(all="ignore"):
+                per_pixel = ((xg - xg.mean(axis=2, keepdims=True))
+                             / np.sqrt(xg.var(axis=2, keepdims=True) + eps)).reshape(x.shape)
+                inst = (x - x.mean(axis=(2, 3), keepdims=True)) \
+                    / np.sqrt(x.var(axis=(2, 3), keepdims=True) + eps)
+            out.append((_b(ref, g) * per_pixel + _b(ref, b),
+                        "statistics over the group's channels only, separately at each position "
+                        "(H, W): group norm takes them over the group's channels and all "
+                        "positions, (C/G, H, W)"))
+            out.append((_b(ref, g) * inst + _b(ref, b),
+                        "statistics per sample and channel over (H, W) (instance norm) instead "
+                        "of over the group's C/G channels and (H, W)"))
+            out.append((_renorm(ref, x, "batchnorm"),
+                        "statistics per channel over (N, H, W) (batch norm) instead of per "
+                        "sample over the group's channels and (H, W)"))
     return out
 
 
@@ -145,6 +170,7 @@ def forward_hypotheses(ref, x, eps: float):
             (xhat, "γ and β are not applied: the output is x̂"),
             (bb * xhat + gb, "γ and β are swapped: the output is β·x̂ + γ"),
             (gb * xhat, "β is not added"),
+            (gb * xhat - bb, "β is subtracted instead of added: the output is γ·x̂ − β"),
             (gb * xc / (s["var"] + eps) + bb,
              "the forward pass divides by the variance instead of the standard deviation"),
             (gb * xc / (np.sqrt(s["var"]) + eps) + bb,

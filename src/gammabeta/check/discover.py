@@ -22,14 +22,13 @@ import ast
 import re
 from pathlib import Path
 
+from .names import BACKWARD, FORWARD
+
 __all__ = ["find_targets", "kind_of", "import_plan"]
 
 _NORM_WORDS = re.compile(r"(batch_?norm|layer_?norm|group_?norm|batchnormalization|"
                          r"layernormalization|groupnormalization|(^|_)bn($|_)|^bn|bn\d?d?$|"
                          r"normali[sz]ation)", re.IGNORECASE)
-_FWD = ("forward", "forward_pass", "forward_propagation", "fprop", "forward_prop", "__call__")
-_BWD = ("backward", "backward_pass", "backward_propagation", "bprop", "backward_prop",
-        "backprop")
 _ROOT_MARKERS = (".git", "setup.py", "pyproject.toml", "requirements.txt", "setup.cfg")
 
 
@@ -83,7 +82,7 @@ def find_targets(path: Path, tree: ast.Module | None = None) -> list[dict]:
             seen.add(cls.name)
             meths |= _methods(cls)
             todo += [own[b.id] for b in cls.bases if isinstance(b, ast.Name) and b.id in own]
-        if any(m in meths for m in _FWD) and any(m in meths for m in _BWD):
+        if any(m in meths for m in FORWARD) and any(m in meths for m in BACKWARD):
             out.append({"name": node.name, "backward": None, "kind": kind_of(node.name)})
     return out
 

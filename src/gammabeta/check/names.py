@@ -52,7 +52,8 @@ EVAL_KW = ("eval", "evaluation", "inference", "test", "is_test", "testing", "tes
 STR_KW = ("mode", "phase", "state", "stage")
 MODE_ATTRS = ("training", "is_training", "train_mode", "mode", "phase", "is_train", "istrain",
               "train_flg", "bn_param.mode", "eval_mode", "inference", "is_test", "test_mode")
-FORWARD = ("forward", "forward_pass", "forward_propagation", "fprop", "forward_prop", "__call__")
+FORWARD = ("forward", "forward_pass", "forward_propagation", "fprop", "forward_prop", "__call__",
+           "call")
 BACKWARD = ("backward", "backward_pass", "backward_propagation", "bprop", "backward_prop",
             "backprop")
 INIT_METHODS = ("initialize", "init", "build", "init_params", "initialize_parameters",

@@ -8,6 +8,7 @@ import numpy as np
 
 from . import diagnose as dg
 from .context import TOL, TOL_F32, TOL_OFFSET, cmp_finding
+from .reference import train_ref
 from .sandbox import UserFailure
 
 __all__ = ["check_large_offset", "check_tiny_variance", "check_float32", "check_nchw"]
@@ -63,21 +64,25 @@ def check_tiny_variance(ctx) -> None:
     rng = ctx.rng("tiny_variance")
     g, b = ctx.params(rng)
     x = ctx.batch(rng, loc=(-1, 1), scale=1e-3)
-    first = float(x.flat[0])
-    if ctx.norm.stat == "batch":
-        x[:, 0] = first  # one constant channel
+    if ctx.norm.stat == "batch":  # one channel of exact zeros, as after a dead ReLU
+        x[:, 0] = 0.0
     else:
-        x[0] = first  # one constant sample for layer and group norm
+        x[0] = 0.0  # one all-zero sample for layer and group norm
     ctx.reset(g, b)
     y = ctx.forward(x, True)
-    ref = ctx.ref(x)
+    # an ε too small to detect (1e-32) still keeps an all-zero channel finite: compare with one
+    ref = ctx.ref(x) if ctx.eps > 0 else train_ref(x, ctx.gamma, ctx.beta, 1e-30,
+                                                     norm=ctx.norm, groups=ctx.groups)
     cause = None
-    if not np.all(np.isfinite(y)):
+    if not np.all(np.isfinite(y)) and ctx.eps == 0:
+        cause = ("ε is missing: the code divides by σ, not √(σ² + ε), so a constant channel "
+                 "(here all zeros, as after a dead ReLU) gives 0/0 = NaN instead of β")
+    elif not np.all(np.isfinite(y)):
         cause = ("a constant channel gives inf/NaN: σ² = 0 and there is no ε (divide by "
                  "√(σ² + ε))" if ctx.eps == 0 else "a constant channel gives inf/NaN")
     cmp_finding(ctx, "tiny_variance", "tiny variance", y, ref["y"], TOL,
-                 "std 1e-3 (variance below ε) and a constant channel match the reference",
-                 "std 1e-3 (variance below ε) or a constant channel differs from the reference",
+                 "std 1e-3 and an all-zero channel match the reference",
+                 "std 1e-3 or an all-zero channel differs from the reference",
                  hyps=dg.forward_hypotheses(ref, x, ctx.eps), cause=cause)
 
 

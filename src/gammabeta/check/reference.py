@@ -128,8 +128,9 @@ def train_ref(x, gamma, beta, eps: float, dy=None, norm: Norm | None = None,
     bs = s["bshape"]
     g = np.asarray(gamma, dtype=np.float64).reshape(-1)
     b = np.asarray(beta, dtype=np.float64).reshape(-1)
-    inv_std = 1.0 / np.sqrt(s["var"] + eps)
-    xhat = (x - s["mean"]) * inv_std
+    with np.errstate(all="ignore"):  # ε = 0 (detected) on a constant group: NaN, as the code
+        inv_std = 1.0 / np.sqrt(s["var"] + eps)
+        xhat = (x - s["mean"]) * inv_std
     out = {"y": g.reshape(bs) * xhat + b.reshape(bs), "stats": s, "xhat": xhat,
            "inv_std": inv_std, "gamma": g, "beta": b, "eps": eps}
     if dy is not None:

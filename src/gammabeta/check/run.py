@@ -63,7 +63,9 @@ def run_check(load: dict, target: str, opts: CheckOptions) -> Report:
                 if e.kind == "config":
                     return _setup_error(report, e.message)
                 report.add(Finding(key, "fail", title, e.message, details=e.tail))
-                if e.kind in ("timeout", "memory") and (sb.successes == 0 or sb.timeouts >= 2):
+                if key == "forward_runs":  # it does not even construct: nothing else can run
+                    aborted = "the layer does not run (see forward_runs)"
+                elif e.kind in ("timeout", "memory") and (sb.successes == 0 or sb.timeouts >= 2):
                     aborted = "an earlier call timed out" if e.kind == "timeout" else \
                         "an earlier call ran out of memory"
             except ConfigError:

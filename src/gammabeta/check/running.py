@@ -83,6 +83,17 @@ def _analyse(seq, batches, eps: float = 0.0) -> dict:
     return out
 
 
+def _fits_std(seq, batches, eps: float) -> bool:
+    """Does running_var follow a running average of the batch standard deviation?"""
+    s = [stats(xb) for xb in batches]
+    for add in (0.0, eps):
+        for k in ("var_c", "unbiased_c"):
+            _, res = _fit([r[1] for r in seq], [np.sqrt(t[k] + add) for t in s])
+            if res < FIT_TOL:
+                return True
+    return False
+
+
 def _convention(w_probe: float | None, w_default: float) -> str:
     """pytorch, keras, ignored or unknown, from the probe run's weight."""
     if w_probe is None or not np.isfinite(w_probe):
@@ -152,6 +163,11 @@ def check_running(ctx) -> None:
             msg = (f"running_mean and running_var use different weights for the new batch "
                    f"({fit['w_mean']:.4g} and {fit['w_var']:.4g})")
             cause = "the two running averages are updated with different momenta"
+        elif fit["res_mean"] < FIT_TOL and _fits_std(seq, batches, ctx.eps):
+            msg = ("running_var is a running average of the batch standard deviation, not of "
+                   "the variance")
+            cause = ("running_var accumulates σ (np.std or √(σ² + ε)) instead of σ²: evaluation "
+                     "then normalizes with the wrong scale")
         else:
             msg = ("running statistics match neither momentum convention: no weight w fits "
                    "running ← (1−w)·running + w·batch")
