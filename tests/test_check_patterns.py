@@ -65,6 +65,7 @@ def test_cs231n_conventions_are_notes(layers):
     ("perposition_spatial_batchnorm_forward", "forward_train", "per position over N and C"),
     ("perposition_spatial_batchnorm_forward", "running_stats", "12 = H·W"),
     ("perpixel_spatial_groupnorm_forward", "forward_train", "separately at each position"),
+    ("sigmadx_bn_forward", "backward_dx", "multiplies by the standard deviation"),
 ])
 def test_real_mistakes_are_named(buggy, name, key, phrase):
     r = buggy[name]
@@ -103,7 +104,7 @@ def test_file_report_json_and_exit_code(capsys):
     import json
 
     data = json.loads(capsys.readouterr().out)
-    assert len(data["reports"]) == 9 and data["passed"] is False
+    assert len(data["reports"]) == 10 and data["passed"] is False
     assert check_cli.main([str(CASES / "cs231n_layers.py")]) == 0
 
 

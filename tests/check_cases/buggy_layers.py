@@ -177,3 +177,19 @@ def perpixel_spatial_groupnorm_backward(dout, cache):
     xn, gamma = cache
     return dout * gamma, (dout * xn).sum((0, 2, 3), keepdims=True), dout.sum((0, 2, 3),
                                                                            keepdims=True)
+
+
+def sigmadx_bn_forward(x, gamma, beta, bn_param):
+    """Bug: dx = γ·dy·σ, an elementwise 'derivative' with no sums over the batch (and σ
+    multiplied instead of divided)."""
+    if bn_param["mode"] == "test":
+        rm, rv = bn_param["running_mean"], bn_param["running_var"]
+        return gamma * (x - rm) / np.sqrt(rv + 1e-5) + beta, None
+    _store(bn_param, x)
+    out, (xn, g, std) = _bn_train(x, gamma, beta, bn_param.get("eps", 1e-5))
+    return out, (xn, g, std)
+
+
+def sigmadx_bn_backward(dout, cache):
+    xn, gamma, std = cache
+    return dout * gamma * std, (dout * xn).sum(axis=0), dout.sum(axis=0)

@@ -117,7 +117,7 @@ def check_backward(ctx) -> None:
         cause = dg.best_match(got["dx"], dg.dx_hypotheses(ref, dy), TOL_HYP)
         if cause is None:
             cause = dg.residual_shape(got["dx"] - ref["dx"], ref, TOL) \
-                or ctx.forward_is_wrong("backward_dx")
+                or dg.scaled_dy(got["dx"], ref, dy) or ctx.forward_is_wrong("backward_dx")
         details = []
         # the γ = 1, β = 0 experiment: would the usual initialization have shown the bug?
         c1, ones = ctx.c, np.ones(ctx.c)

@@ -253,6 +253,37 @@ def group_ids(shape, norm, groups: int = 1) -> np.ndarray:
     return np.broadcast_to(ids, shape)
 
 
+def scaled_dy(got, ref, dy) -> str | None:
+    """dx = k·γ·dy per group (no mean or variance path at all), with the factor k named."""
+    got = np.asarray(got, dtype=np.float64)
+    gd = _b(ref, ref["gamma"]) * np.asarray(dy, dtype=np.float64)
+    ids = group_ids(got.shape, ref["stats"]["norm"], ref["stats"]["groups"])
+    istd = ref["inv_std"]
+    ratios, sigmas = [], []
+    for k in np.unique(ids):
+        sel = ids == k
+        den = float(np.sum(gd[sel] * gd[sel]))
+        if den == 0:
+            return None
+        c = float(np.sum(got[sel] * gd[sel])) / den
+        if np.max(np.abs(got[sel] - c * gd[sel])) > 1e-6 * max(1.0, np.max(np.abs(got[sel]))):
+            return None
+        sigmas.append(float(np.mean(1.0 / istd[sel])))
+        ratios.append(c * sigmas[-1])  # k·σ: 1 when k = 1/σ
+    r = np.array(ratios)
+    sig = np.array(sigmas)
+    if np.allclose(r, 1.0, rtol=1e-4):
+        what = "1/√(σ²+ε), the right scale"
+    elif np.allclose(r, sig ** 2, rtol=1e-4):
+        what = "√(σ²+ε): it multiplies by the standard deviation instead of dividing"
+    elif np.allclose(r, sig, rtol=1e-4):
+        what = "1: the division by √(σ²+ε) is missing too"
+    else:
+        what = "not 1/√(σ²+ε)"
+    return ("dx is γ·dy times one factor per group (the factor is " + what + "): the mean and "
+            "variance paths of the backward pass (the sums over the group) are missing")
+
+
 def residual_shape(diff, ref, tol: float) -> str | None:
     """Describe ``diff`` (user dx − reference dx) when it is a + b·x̂ per group; else None."""
     diff = np.asarray(diff, dtype=np.float64)

@@ -176,6 +176,8 @@ def _split(spec: str) -> tuple[Path, str]:
 def _from_path(spec: str, opts) -> list[tuple[dict, str]]:
     """Load requests for ``FILE.py:NAME`` or every target ``FILE.py`` holds, checked with ast."""
     path, name = _split(spec)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; give a Python file, e.g. {path / 'layers.py'}")
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     names = _names_in(path)
