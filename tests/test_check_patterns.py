@@ -82,7 +82,7 @@ def test_hard_coded_eps_is_detected_and_used(buggy):
 
 def test_classes_are_driven_without_flags(classes):
     for name in ("MyTorchBatchNorm", "TextbookBatchNormalization", "LazyBatchNormalization",
-                 "FoldedEpsBatchNorm", "LayerNormGradsList"):
+                 "FoldedEpsBatchNorm", "LayerNormGradsList", "OddNamesBatchNorm"):
         assert classes[name].exit_code == 0, classes[name].to_text()
     mt = classes["MyTorchBatchNorm"]
     assert "forward keyword eval=" in mt.discovered[0] and "γ = BW" in mt.discovered[0]
@@ -90,6 +90,11 @@ def test_classes_are_driven_without_flags(classes):
         classes["LazyBatchNormalization"].discovered
     assert classes["FoldedEpsBatchNorm"]["running_var_eps"].status == "note"
     assert classes["LazyBatchNormalization"]["running_init"].status == "note"
+    odd = " | ".join(classes["OddNamesBatchNorm"].discovered)
+    for found in ("running_mean found by watching a training step: OddNamesBatchNorm.ema_mu",
+                  "dgamma found as the array backward changed: OddNamesBatchNorm.grad_scale",
+                  "dbeta found as the array backward changed: OddNamesBatchNorm.grad_shift"):
+        assert found in odd, odd
 
 
 def test_a_constructor_that_ignores_momentum_fails(classes):

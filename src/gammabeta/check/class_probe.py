@@ -85,6 +85,38 @@ class Discovery:
                 self.discovered.append(f"called {name}() to create the parameters")
                 return
 
+    def _probe_running(self, x):
+        """Running statistics under names nobody guessed: the arrays of C values that one
+        training step moves towards that batch's mean (or variance) by one common weight."""
+        skip = {self.paths.get("gamma"), self.paths.get("beta")}
+        before = {k: a.copy() for k, a in arrays_of(self.obj)
+                  if a.size == self.c and k not in skip and "grad" not in k.lower()}
+        rng = np.random.default_rng(1)
+        xb = rng.normal(size=x.shape) * rng.uniform(0.5, 2, self.c).reshape(
+            (1, -1) + (1,) * (x.ndim - 2)) + rng.uniform(3, 6, self.c).reshape(
+            (1, -1) + (1,) * (x.ndim - 2))
+        try:
+            self._fwd(xb, True)
+        except Exception:  # noqa: BLE001 - the battery reports a forward that fails
+            return {}
+        axes = (0,) + tuple(range(2, x.ndim))
+        m = xb.size // self.c
+        mu, var = xb.mean(axis=axes), xb.var(axis=axes)
+        targets = {"running_mean": [mu], "running_var": [var, var * m / (m - 1)]}
+        found = {}
+        for k, a in arrays_of(self.obj):
+            old = before.get(k)
+            if old is None or a.size != self.c or np.array_equal(a, old):
+                continue
+            new, old = a.reshape(-1).astype(np.float64), old.reshape(-1).astype(np.float64)
+            for role, ts in targets.items():
+                for t in ts:
+                    with np.errstate(all="ignore"):
+                        w = (new - old) / (t - old)
+                    if np.all(np.isfinite(w)) and 0 < w.mean() <= 1 and np.ptp(w) < 1e-6:
+                        found.setdefault(role, k)
+        return found
+
     def _probe_params(self, x):
         """γ and β among the unnamed arrays of C values: perturb each, watch the output."""
         base = self._fwd(x, True)
@@ -139,6 +171,13 @@ class Discovery:
                                f"{found or 'none'}. Name it with --{role}-attr")
         p["running_mean"] = self._find("running_mean", RUNNING_MEAN)
         p["running_var"] = self._find("running_var", RUNNING_VAR)
+        if p["running_mean"] is None or p["running_var"] is None:
+            found = self._probe_running(x)
+            for role in ("running_mean", "running_var"):
+                if p[role] is None and role in found:
+                    p[role] = found[role]
+                    self.discovered.append(f"{role} found by watching a training step: "
+                                           f"{self.name}.{p[role]}")
         p["eps"] = self._find("eps", EPS, need_array=False)
         p["momentum"] = self._find("momentum", MOMENTUM, need_array=False)
         self.discovered.insert(0, f"constructed as {self.constructed}; γ = {p['gamma']}, β = "

@@ -22,6 +22,7 @@ Every discovery is reported back (``info()["discovered"]``) so the report can sa
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -41,6 +42,7 @@ from .names import (
     RUNNING_VAR,
     SIZE_LIKE,
     RecordingOptimizer,
+    arrays_of,
 )
 
 __all__ = ["NormClass"]
@@ -287,6 +289,9 @@ class NormClass(Discovery):
         """Run ``backward``; dγ, dβ from its returned tuple or dict, attributes, or the
         recording optimizer."""
         g_arr, b_arr = self.params()
+        known = {self.paths.get(r) for r in ("gamma", "beta", "running_mean", "running_var")}
+        before = {k: a.copy() for k, a in arrays_of(self.obj)
+                  if a.size == self.c and k not in known}
         res = self._call_backward(dout)
         who = f"{self.name}.{self.bwd_name}"
         if isinstance(res, Mapping):
@@ -326,11 +331,36 @@ class NormClass(Discovery):
                     cur = param_array(get_path(self.obj, self.paths[role], None))
                     rec = self.optimizer.seen.get(id(cur))
                 if rec is None:
+                    rec = self._grad_by_change(role, before, known, dout)
+                if rec is None:
                     raise BadReturn(f"{who} returned only dx and no attribute holds d{role} "
                                     f"after it (tried {', '.join(tried[:8])}, ...); return "
                                     f"(dx, dgamma, dbeta) or name it with --d{role}-attr")
                 out[f"d{role}"] = rec
         return out
+
+    def _grad_by_change(self, role: str, before: dict, known: set, dout):
+        """dγ/dβ under names nobody guessed: the two arrays of C values that backward created
+        or changed; the one whose name says bias/beta/shift (or, failing names, the one equal
+        to Σ dy) is dβ."""
+        moved = {k: a for k, a in arrays_of(self.obj) if a.size == self.c and k not in known
+                 and (k not in before or not np.array_equal(before[k], a))}
+        if len(moved) != 2:
+            return None
+        beta_hint = re.compile(r"(beta|bias|shift|(^|[^a-z])b$|_b$|db$)", re.IGNORECASE)
+        hinted = [k for k in moved if beta_hint.search(k.rpartition(".")[2])]
+        if len(hinted) == 1:
+            b_key = hinted[0]
+        else:
+            red = (0,) + tuple(range(2, np.ndim(dout)))
+            sdy = np.asarray(dout, dtype=np.float64).sum(axis=red)
+            b_key = min(moved, key=lambda k: float(np.max(np.abs(
+                moved[k].reshape(-1).astype(np.float64) - sdy))))
+        key = b_key if role == "beta" else next(k for k in moved if k != b_key)
+        self.attrs[f"d{role}"] = key  # found once: read from there from now on
+        self.discovered.append(f"d{role} found as the array backward changed: "
+                               f"{self.name}.{key}")
+        return np.array(moved[key], dtype=np.float64)
 
     def _grad_from_lists(self, role: str):
         """dγ/dβ from ``self.grads = [dγ, dβ]`` or a ``gradients()`` method (γ first)."""
