@@ -159,8 +159,9 @@ def measure(corpus: Path, gammabeta: str) -> list[dict]:
                 results.append(dict(e, outcome=outcome, zero_flag=False, secs=secs, detail=why))
                 continue
             bad = [f for f in report["checks"] if f["status"] in ("fail", "error")]
-            detail = "; ".join(f"{f['key']}: {(f.get('cause') or f['message'])[:140]}"
-                               for f in bad)
+            detail = "; ".join(
+                f"{f['key']}: {(f['message'] if f['status'] == 'error' else f.get('cause') or f['message'])[:160]}"  # noqa: E501
+                for f in bad)
             results.append(dict(e, outcome=classify(e, report), zero_flag=zero, secs=secs,
                                 detail=detail))
     return results

@@ -170,8 +170,13 @@ class Server:
             except Unusable as e:
                 out_meta, out_arrays = {"ok": False, "kind": "config", "message": str(e)}, {}
             except (Exception, SystemExit) as e:
+                tail = _tail(e)
+                if isinstance(e, TypeError) and "unexpected keyword argument" in str(e) \
+                        and any("np." in line for line in tail[-1:]):
+                    tail.append(f"NumPy {np.__version__} is installed here: this call may be "
+                                "written for another NumPy version")
                 out_meta = {"ok": False, "kind": "raised", "type": type(e).__name__,
-                            "message": str(e)[:2000], "tail": _tail(e)}
+                            "message": str(e)[:2000], "tail": tail}
                 out_arrays = {}
         seen = []
         for w in caught:
