@@ -96,10 +96,15 @@ class BatchNormPair:
 
     def info(self) -> dict:
         """What the parent needs to describe and drive this layer."""
+        shown = {"x": "x", "gamma": "gamma", "beta": "beta", "groups": "G",
+                 "param": "{'mode', 'eps'[, 'momentum']}"}
         return {"style": self.style, "forward": self.fname, "backward": self.bname,
                 "describe": f"function pair {self.fname} / {self.bname}",
                 "forward_call": self.fname, "backward_call": self.bname,
-                "takes_groups": "groups" in self.plan}
+                "takes_groups": "groups" in self.plan,
+                "discovered": [f"called as {self.fname}("
+                               f"{', '.join(shown[k] for k in self.plan)}) and "
+                               f"{self.bname}(dout, cache)"]}
 
     def reset(self, c: int, gamma, beta, eps: float, momentum, groups=None, x=None) -> dict:
         """Fresh state: new γ, β and a new parameter dict without running statistics."""

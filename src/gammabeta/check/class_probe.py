@@ -85,6 +85,13 @@ class Discovery:
                 self.discovered.append(f"called {name}() to create the parameters")
                 return
 
+    def _adopt(self, found: dict, how: str) -> None:
+        """Take the probed paths for the roles names did not find; say so in the report."""
+        for role, path in found.items():
+            if self.paths.get(role) is None:
+                self.paths[role] = path
+                self.discovered.append(f"{role} {how}: {self.name}.{path}")
+
     def _probe_running(self, x):
         """Running statistics under names nobody guessed: the arrays of C values that one
         training step moves towards that batch's mean (or variance) by one common weight."""
@@ -155,12 +162,7 @@ class Discovery:
             for role, cands in (("gamma", GAMMA), ("beta", BETA)):
                 p[role] = p[role] or self._find(role, cands)
             if p["gamma"] is None or p["beta"] is None:
-                probed = self._probe_params(x)
-                for role in ("gamma", "beta"):
-                    if p[role] is None and role in probed:
-                        p[role] = probed[role]
-                        self.discovered.append(f"{'γ' if role == 'gamma' else 'β'} found by "
-                                               f"perturbing arrays: {self.name}.{p[role]}")
+                self._adopt(self._probe_params(x), "found by perturbing arrays")
         for role in ("gamma", "beta"):
             if p[role] is None:
                 found = ", ".join(f"{k} {tuple(a.shape)}" for k, a in arrays_of(self.obj))
@@ -172,12 +174,7 @@ class Discovery:
         p["running_mean"] = self._find("running_mean", RUNNING_MEAN)
         p["running_var"] = self._find("running_var", RUNNING_VAR)
         if p["running_mean"] is None or p["running_var"] is None:
-            found = self._probe_running(x)
-            for role in ("running_mean", "running_var"):
-                if p[role] is None and role in found:
-                    p[role] = found[role]
-                    self.discovered.append(f"{role} found by watching a training step: "
-                                           f"{self.name}.{p[role]}")
+            self._adopt(self._probe_running(x), "found by watching a training step")
         p["eps"] = self._find("eps", EPS, need_array=False)
         p["momentum"] = self._find("momentum", MOMENTUM, need_array=False)
         self.discovered.insert(0, f"constructed as {self.constructed}; γ = {p['gamma']}, β = "

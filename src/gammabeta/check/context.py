@@ -38,6 +38,8 @@ class Ctx:
         self.norm = norm or NORMS["batchnorm"]
         self.groups = int(groups)
         self.c, self.n = {"layernorm": (5, 4), "groupnorm": (6, 2)}.get(self.norm.name, (3, 8))
+        if self.norm.name == "groupnorm":  # C/G = 3 channels a group (4 when G = 3)
+            self.c = self.groups * (4 if self.groups == 3 else 3)
         self.spatial: tuple = tuple(self.norm.spatial)  # (H, W) for (N, C, H, W) input
         self.eps = 1e-5
         self.nominal_eps = 1e-5  # what the checker asked for (bn_param['eps'], the attribute)

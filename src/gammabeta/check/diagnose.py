@@ -66,6 +66,13 @@ def _b(ref, a):
     return np.asarray(a).reshape(ref["stats"]["bshape"])
 
 
+def _standardize(a, axes, eps: float) -> np.ndarray:
+    """(a − mean)/√(var + ε) over ``axes`` (kept), NaN-tolerant."""
+    with np.errstate(all="ignore"):
+        return (a - a.mean(axis=axes, keepdims=True)) / np.sqrt(a.var(axis=axes, keepdims=True)
+                                                                + eps)
+
+
 def _renorm(ref, x, norm_name: str, **kw):
     """The output if the statistics were taken as another kind would take them."""
     from .reference import NORMS
@@ -86,21 +93,14 @@ def layout_hypotheses(ref, x):
                     "instead of per feature over the batch"))
         if x.ndim == 4:
             n, c, h, w = x.shape
-            mu, var = x.mean(axis=0), x.var(axis=0)
-            with np.errstate(all="ignore"):
-                out.append((_b(ref, g) * (x - mu) / np.sqrt(var + eps) + _b(ref, b),
-                            "(N, C, H, W) input is normalized per position (over N only), not "
-                            "per channel over N, H and W"))
-            with np.errstate(all="ignore"):
-                inst = (x - x.mean(axis=(2, 3), keepdims=True)) \
-                    / np.sqrt(x.var(axis=(2, 3), keepdims=True) + eps)
-            out.append((_b(ref, g) * inst + _b(ref, b),
+            out.append((_b(ref, g) * _standardize(x, 0, eps) + _b(ref, b),
+                        "(N, C, H, W) input is normalized per position (over N only), not "
+                        "per channel over N, H and W"))
+            out.append((_b(ref, g) * _standardize(x, (2, 3), eps) + _b(ref, b),
                         "statistics per sample and channel over (H, W) (instance norm, e.g. "
                         "batch norm called once per sample) instead of per channel over N, H "
                         "and W"))
-            pos = x.reshape(-1, h * w)  # (N·C, H·W): statistics per position over N and C
-            with np.errstate(all="ignore"):
-                xp = (pos - pos.mean(axis=0)) / np.sqrt(pos.var(axis=0) + eps)
+            xp = _standardize(x.reshape(-1, h * w), 0, eps)  # per position over N and C
             out.append((_b(ref, g) * xp.reshape(x.shape) + _b(ref, b),
                         "statistics per position over N and C (x reshaped to (N·C, H·W)) "
                         "instead of per channel over N, H and W"))
@@ -137,12 +137,9 @@ def layout_hypotheses(ref, x):
                                                   "(layer norm) instead of per group"))
         if x.ndim == 4 and c % groups == 0:
             n, _, h, w = x.shape
-            xg = x.reshape(n, groups, c // groups, h, w)
-            with np.errstate(all="ignore"):
-                per_pixel = ((xg - xg.mean(axis=2, keepdims=True))
-                             / np.sqrt(xg.var(axis=2, keepdims=True) + eps)).reshape(x.shape)
-                inst = (x - x.mean(axis=(2, 3), keepdims=True)) \
-                    / np.sqrt(x.var(axis=(2, 3), keepdims=True) + eps)
+            per_pixel = _standardize(x.reshape(n, groups, c // groups, h, w), 2,
+                                     eps).reshape(x.shape)
+            inst = _standardize(x, (2, 3), eps)
             out.append((_b(ref, g) * per_pixel + _b(ref, b),
                         "statistics over the group's channels only, separately at each position "
                         "(H, W): group norm takes them over the group's channels and all "

@@ -46,6 +46,8 @@ def run_check(load: dict, target: str, opts: CheckOptions) -> Report:
             return report
         report.description = info.get("describe", "")
         ctx = Ctx(sb, opts, report, info, norm=norm, groups=opts.groups)
+        if norm is not None and norm.name == "groupnorm":
+            report.description += f"; C = {ctx.c} channels in G = {ctx.groups} groups"
         aborted = None
         for key, title, fn, needs_backward in checks:
             if aborted:
