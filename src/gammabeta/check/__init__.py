@@ -1,21 +1,25 @@
-"""``gammabeta check``: is *your* BatchNorm right, and if not, why?
+"""``gammabeta check``: is *your* batch, layer or group norm right, and if not, why?
 
-Run a hand-written layer against :class:`gammabeta.nn.BatchNorm1d`/``2d`` (float64) on fresh
-random inputs with random γ and β, in a separate, time-limited process::
+Point it at a file; it finds every normalization in it (cs231n-style ``X_forward``/``X_backward``
+pairs, classes with forward/backward), works out how to drive each one, and runs it against a
+float64 reference (:mod:`gammabeta.check.reference`) with random γ and β, in a separate, time-
+and memory-limited process::
 
-    gammabeta check my_bn.py:batchnorm_forward      # cs231n-style pair (backward found by name)
-    gammabeta check my_bn.py:BatchNorm              # a class with forward/backward
+    gammabeta check layers.py                        # every target in the file
+    gammabeta check my_bn.py:BatchNorm               # one of them
 
 or from Python::
 
     from gammabeta.check import check
-    report = check("my_bn.py:batchnorm_forward")
+    reports = check("layers.py")            # Reports: one Report per target
+    report = check("layers.py:batchnorm_forward")
     print(report)                # text; report.to_json(); report.exit_code
 
-Each failing property is named with its largest error, where it is and the likely cause, found
-by testing hypotheses numerically (e.g. "dx is off by a constant per channel: the mean path of
-the backward pass is missing"). See ``examples/broken_batchnorm/`` for one file per classic
-mistake.
+Verdicts follow the code's *own* conventions: the ε it uses (read off its output), the
+momentum convention, the start values and whether the running variance is biased are NOTEs;
+FAIL is kept for wrong math and for numerics that break on realistic inputs, each with the
+likely cause found by testing which classic mistake the numbers match. See
+``examples/broken_batchnorm/`` for one file per classic mistake.
 
 This package's ``__init__`` stays light: the sandboxed child imports it too.
 """
@@ -28,26 +32,30 @@ __all__ = ["check", "Report", "Reports", "Finding"]
 
 
 def check(obj_or_path, **options):
-    """Check a hand-written BatchNorm (or, with ``kind="layer"``, any layer).
+    """Check hand-written normalization layers (or, with ``kind="layer"``, any layer).
 
     Parameters
     ----------
     obj_or_path : str, os.PathLike, function, class or (forward, backward) tuple
-        ``"FILE.py:NAME"``; a forward function (its backward is found by replacing "forward"
-        with "backward" in its name, or given as ``backward=``); or a class. Objects must be
-        defined at the top level of a file or an importable module.
+        ``"FILE.py"`` (every target in it); ``"FILE.py:NAME"``; a forward function (its
+        backward is found by replacing "forward" with "backward" in its name, or given as
+        ``backward=``); or a class. Objects must be defined at the top level of a file or an
+        importable module.
     **options
-        ``backward``, ``kind`` ("batchnorm" or "layer"), ``timeout`` (seconds per call, default
-        20), ``strict_pytorch``, ``seed``, ``init_args`` ("3, momentum=0.1" or a tuple),
-        ``shapes`` (``--kind layer``: "4,5;5,3;3"), and attribute names ``gamma_attr``,
-        ``beta_attr``, ``running_mean_attr``, ``running_var_attr``, ``dgamma_attr``,
-        ``dbeta_attr``, ``momentum_attr``, ``eps_attr``, ``mode_attr``.
+        ``backward``, ``kind`` ("auto", "batchnorm", "spatial_batchnorm", "layernorm",
+        "groupnorm" or "layer"), ``groups`` (group norm, default 2), ``timeout`` (seconds per
+        call, default 20), ``memory`` ("4G"), ``strict_pytorch``, ``seed``, ``init_args``
+        ("3, momentum=0.1" or a tuple), ``shapes`` (``--kind layer``: "4,5;5,3;3"), and
+        attribute names ``gamma_attr``, ``beta_attr``, ``running_mean_attr``,
+        ``running_var_attr``, ``dgamma_attr``, ``dbeta_attr``, ``momentum_attr``,
+        ``eps_attr``, ``mode_attr``.
 
     Returns
     -------
-    Report
-        ``report.passed``, ``report.exit_code``, ``report["backward_dx"].cause``, ``str(report)``,
-        ``report.to_json()``.
+    Report or Reports
+        For one target a Report (``report.passed``, ``report.exit_code``,
+        ``report["backward_dx"].cause``, ``str(report)``, ``report.to_json()``); for a whole
+        file a Reports (iterate over its Report objects; ``exit_code``, ``to_json()``).
 
     Raises
     ------

@@ -24,9 +24,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``check`` on an argparse subparsers object; ``func`` returns the exit code."""
     p = subparsers.add_parser(
         "check", help="check a hand-written BatchNorm (or any layer) against the reference",
-        description="Check a hand-written BatchNorm against gammabeta.nn.BatchNorm1d/2d "
-                    "(float64) on random inputs with random γ and β, in a separate process "
-                    "with a time limit; name each failing property and its likely cause.",
+        description="Check hand-written batch, layer or group normalization (cs231n-style "
+                    "function pairs or classes) against a float64 reference with PyTorch's "
+                    "semantics, on random inputs with random γ and β, under the code's own "
+                    "conventions (its ε, momentum, start values: reported as notes), in a "
+                    "separate time- and memory-limited process; name each failing property "
+                    "and its likely cause. Everything is found without flags; the flags "
+                    "below override what was found.",
         epilog=USAGE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("target", metavar="FILE.py[:NAME]",
                    help="a file (every batch/layer/group norm in it is found) or one forward "
@@ -38,13 +42,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "layernorm, groupnorm, or layer (any layer: forward/backward against "
                         "finite differences only)")
     p.add_argument("--groups", type=int, default=2, metavar="G",
-                   help="groupnorm: the number of groups to test with (default 2, 6 channels)")
+                   help="groupnorm: the number of groups to test with (default 2, with 3 "
+                        "channels a group)")
     p.add_argument("--init-args", metavar="ARGS",
                    help="constructor arguments as Python literals, e.g. '64, momentum=0.1' "
-                        "(default: the number of channels)")
+                        "(default: inferred from the constructor's parameter names)")
     p.add_argument("--shapes", metavar="S1;S2",
                    help="--kind layer: shapes of the forward's array arguments, e.g. '4,5;5,3;3'")
-    g = p.add_argument_group("attribute names (class style; detected among common names)")
+    g = p.add_argument_group("attribute names (class style; found by name or by probing "
+                             "when not given)")
     for role, ex in (("gamma", "gamma/weight/scale"), ("beta", "beta/bias/shift"),
                      ("running-mean", "running_mean/moving_mean/mean"),
                      ("running-var", "running_var/moving_var/var"),
