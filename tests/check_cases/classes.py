@@ -204,3 +204,35 @@ class OddNamesBatchNorm:
         self.grad_scale, self.grad_shift = (dy * self.xn).sum(0), dy.sum(0)
         gd = dy * self.g
         return (n * gd - gd.sum(0) - self.xn * (gd * self.xn).sum(0)) / (n * self.std)
+
+
+class SGDInBackwardBatchNorm:
+    """backward(dout, lr) updates γ and β itself (plain SGD) and stores no gradient."""
+
+    def __init__(self, num_features, momentum=0.1, eps=1e-5):
+        self.gamma, self.beta = np.ones(num_features), np.zeros(num_features)
+        self.running_mean, self.running_var = np.zeros(num_features), np.ones(num_features)
+        self.momentum, self.eps = momentum, eps
+
+    def forward(self, x, train=True):
+        if train:
+            if len(x) < 2:
+                raise ValueError("need two or more samples")
+            mu, var = x.mean(0), x.var(0)
+            m = self.momentum
+            self.running_mean = (1 - m) * self.running_mean + m * mu
+            self.running_var = (1 - m) * self.running_var + m * x.var(0, ddof=1)
+        else:
+            mu, var = self.running_mean, self.running_var
+        self.std = np.sqrt(var + self.eps)
+        self.xn = (x - mu) / self.std
+        return self.gamma * self.xn + self.beta
+
+    def backward(self, dout, lr):
+        n = len(dout)
+        dgamma, dbeta = (dout * self.xn).sum(0), dout.sum(0)
+        gd = dout * self.gamma
+        dx = (n * gd - gd.sum(0) - self.xn * (gd * self.xn).sum(0)) / (n * self.std)
+        self.gamma = self.gamma - lr * dgamma
+        self.beta = self.beta - lr * dbeta
+        return dx

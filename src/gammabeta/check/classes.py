@@ -179,6 +179,7 @@ class NormClass(Discovery):
         return to_array(fwd(x, **kw), f"the output of {self.name}.{self.fwd_name}")
 
     eval_string = None
+    sgd_grads: dict = {}
 
     def reset(self, c: int, gamma, beta, eps: float, momentum, groups=None, x=None) -> dict:
         """Construct a fresh instance and give it γ, β (and momentum when given)."""
@@ -263,7 +264,7 @@ class NormClass(Discovery):
         return list(dict.fromkeys(cands))
 
     def _call_backward(self, dout):
-        """Call backward (a learning-rate argument gets 0, so nothing moves)."""
+        """Call backward; a required learning-rate argument gets 1 (see below)."""
         for role in ("gamma", "beta"):  # gradients held on Parameter-like objects: clear
             holder = get_path(self.obj, self.paths[role], None)
             if holder is not None and not isinstance(holder, np.ndarray) \
@@ -279,11 +280,24 @@ class NormClass(Discovery):
         try:
             for p in list(inspect.signature(bwd).parameters.values())[1:]:
                 if p.default is p.empty and p.name in LR_ARGS:
-                    kw[p.name] = 0.0
+                    kw[p.name] = 1.0
         except (TypeError, ValueError):
             pass
         self.optimizer.seen.clear()
-        return bwd(dout, **kw)
+        self.sgd_grads = {}
+        if not kw:
+            return bwd(dout)
+        # backward(dout, lr) that updates γ, β itself: with lr = 1 a plain SGD step moves each
+        # by exactly −gradient; read that off, then put the parameters back
+        before = {r: np.array(a, copy=True) for r, a in zip(("gamma", "beta"), self.params(),
+                                                            strict=True)}
+        res = bwd(dout, **kw)
+        for role, old in before.items():
+            cur = param_array(get_path(self.obj, self.paths[role], None))
+            if cur is not None and cur.shape == old.shape and not np.array_equal(cur, old):
+                self.sgd_grads[role] = (old - cur).astype(np.float64)
+                set_path(self.obj, self.paths[role], old)
+        return res
 
     def backward(self, dout) -> dict:
         """Run ``backward``; dγ, dβ from its returned tuple or dict, attributes, or the
@@ -330,6 +344,12 @@ class NormClass(Discovery):
                 if rec is None:
                     cur = param_array(get_path(self.obj, self.paths[role], None))
                     rec = self.optimizer.seen.get(id(cur))
+                if rec is None and role in self.sgd_grads:
+                    rec = self.sgd_grads[role]
+                    note = (f"d{role} read off the update {who}(dout, lr=1) applied to "
+                            f"{self.paths[role]} (a plain SGD step)")
+                    if note not in self.discovered:
+                        self.discovered.append(note)
                 if rec is None:
                     rec = self._grad_by_change(role, before, known, dout)
                 if rec is None:
