@@ -83,7 +83,7 @@ def test_hard_coded_eps_is_detected_and_used(buggy):
 def test_classes_are_driven_without_flags(classes):
     for name in ("MyTorchBatchNorm", "TextbookBatchNormalization", "LazyBatchNormalization",
                  "FoldedEpsBatchNorm", "LayerNormGradsList", "OddNamesBatchNorm",
-                 "SGDInBackwardBatchNorm"):
+                 "SGDInBackwardBatchNorm", "UnknownFlagBatchNorm"):
         assert classes[name].exit_code == 0, classes[name].to_text()
     mt = classes["MyTorchBatchNorm"]
     assert "forward keyword eval=" in mt.discovered[0] and "γ = BW" in mt.discovered[0]
@@ -96,6 +96,8 @@ def test_classes_are_driven_without_flags(classes):
                   "dgamma found as the array backward changed: OddNamesBatchNorm.grad_scale",
                   "dbeta found as the array backward changed: OddNamesBatchNorm.grad_shift"):
         assert found in odd, odd
+    assert "mode: forward keyword predicting=" in classes["UnknownFlagBatchNorm"].discovered[0]
+    assert classes["UnknownFlagBatchNorm"]["eval_mode"].status == "pass"
     sgd = " | ".join(classes["SGDInBackwardBatchNorm"].discovered)
     assert "dgamma read off the update SGDInBackwardBatchNorm.backward(dout, lr=1)" in sgd
 

@@ -236,3 +236,29 @@ class SGDInBackwardBatchNorm:
         self.gamma = self.gamma - lr * dgamma
         self.beta = self.beta - lr * dbeta
         return dx
+
+
+class UnknownFlagBatchNorm:
+    """forward(x, predicting=False): a mode keyword no list knows, read from its default; the
+    running statistics rm and rv found by watching a training step."""
+
+    def __init__(self, c):
+        self.gamma, self.beta = np.ones(c), np.zeros(c)
+        self.rm, self.rv = np.zeros(c), np.ones(c)
+
+    def forward(self, x, predicting=False):
+        if not predicting:
+            mu, var = x.mean(0), x.var(0)
+            self.rm = 0.9 * self.rm + 0.1 * mu
+            self.rv = 0.9 * self.rv + 0.1 * x.var(0, ddof=1)
+        else:
+            mu, var = self.rm, self.rv
+        self.std = np.sqrt(var + 1e-5)
+        self.xn = (x - mu) / self.std
+        return self.gamma * self.xn + self.beta
+
+    def backward(self, dy):
+        n = len(dy)
+        self.dgamma, self.dbeta = (dy * self.xn).sum(0), dy.sum(0)
+        gd = dy * self.gamma
+        return (n * gd - gd.sum(0) - self.xn * (gd * self.xn).sum(0)) / (n * self.std)

@@ -31,6 +31,19 @@ from .names import (
 __all__ = ["Discovery"]
 
 
+def _kw_sense(param) -> str:
+    """How a forward keyword switches modes: a known name, else its default (``True`` means
+    training, as in ``train_flg=True``; ``False`` means evaluation, as in
+    ``inference=False``); a string default means 'train'/'test' values."""
+    if isinstance(param.default, str) or param.name in STR_KW:
+        return "str"
+    if param.name in TRAIN_KW:
+        return "train"
+    if param.name in EVAL_KW:
+        return "eval"
+    return "eval" if param.default is False else "train"
+
+
 class Discovery:
     """Mixin: discovery for a class adapter with ``obj``, ``c``, ``attrs``, ``paths``."""
 
@@ -182,18 +195,26 @@ class Discovery:
 
     def _detect_mode(self):
         """How to switch modes: a forward keyword, train()/eval(), or an attribute."""
-        if "mode" in self.attrs:
-            cur = get_path(self.obj, self.attrs["mode"], None)
-            return ("attr", self.attrs["mode"], "str" if isinstance(cur, str) else "train")
         fwd = getattr(self.obj, self.fwd_name or "forward", None)
         try:
             params = inspect.signature(fwd).parameters
         except (TypeError, ValueError):
             params = {}
+        if "mode" in self.attrs and self.attrs["mode"] in params:  # a forward keyword
+            return ("kwarg", self.attrs["mode"], _kw_sense(params[self.attrs["mode"]]))
+        if "mode" in self.attrs:
+            path = self.attrs["mode"]
+            cur = get_path(self.obj, path, None)
+            sense = "str" if isinstance(cur, str) else (
+                "eval" if path.rpartition(".")[2] in EVAL_KW else "train")
+            return ("attr", path, sense)
         for names, sense in ((TRAIN_KW, "train"), (EVAL_KW, "eval"), (STR_KW, "str")):
             for n in names:
                 if n in params:
                     return ("kwarg", n, sense)
+        flags = [p for p in list(params.values())[1:] if isinstance(p.default, bool)]
+        if len(flags) == 1:  # one boolean keyword of another name: its default says which
+            return ("kwarg", flags[0].name, _kw_sense(flags[0]))
         if callable(getattr(self.obj, "train", None)) and callable(getattr(self.obj, "eval", None)):
             return ("methods",)
         for path in MODE_ATTRS:

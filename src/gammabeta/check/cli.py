@@ -56,7 +56,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                      ("running-var", "running_var/moving_var/var"),
                      ("dgamma", "dgamma, weight.grad, ..."), ("dbeta", "dbeta, bias.grad, ..."),
                      ("momentum", "momentum"), ("eps", "eps/epsilon"),
-                     ("mode", "training/mode; train()/eval() are used when present")):
+                     ("mode", "train()/eval(), a forward keyword (training, train_flg, "
+                              "inference, ...) or an attribute (training, mode, ...); an "
+                              "attribute or forward keyword NAME")):
         g.add_argument(f"--{role}-attr", metavar="ATTR", help=f"default: {ex}")
     p.add_argument("--timeout", type=float, default=20.0,
                    help="seconds each call into your code may take (default 20)")
