@@ -1,7 +1,9 @@
-"""How :class:`gammabeta.check.classes.NormClass` finds γ, β, the statistics and the mode
-switch of an instance it knows nothing about: names first, then an ``initialize``/``build``-style
-call and a first forward pass (lazily created parameters), then perturbing every array of C
-values and watching the output (β shifts it by a constant per channel, γ scales x̂).
+"""How :class:`gammabeta.check.classes.NormClass` constructs a class from its parameter
+names and finds γ, β, the statistics and the mode switch of an instance it knows nothing about:
+names first, then an ``initialize``/``build``-style call and a first forward pass (lazily
+created parameters), then perturbing every array of C values and watching the output (β shifts
+it by a constant per channel, γ scales x̂); running statistics under unknown names by watching
+what one training step moves towards the batch statistics.
 """
 
 from __future__ import annotations
@@ -13,15 +15,20 @@ import numpy as np
 from .access import Unusable, get_path, param_array
 from .names import (
     BETA,
+    BETA_ARGS,
     EPS,
     EVAL_KW,
     GAMMA,
+    GAMMA_ARGS,
+    GROUP_ARGS,
     INIT_METHODS,
     MODE_ATTRS,
     MOMENTUM,
+    MOMENTUM_ARGS,
     NUM_ARGS,
     RUNNING_MEAN,
     RUNNING_VAR,
+    SIZE_LIKE,
     STR_KW,
     TRAIN_KW,
     arrays_of,
@@ -45,7 +52,79 @@ def _kw_sense(param) -> str:
 
 
 class Discovery:
-    """Mixin: discovery for a class adapter with ``obj``, ``c``, ``attrs``, ``paths``."""
+    """Mixin: construction and discovery for a class adapter with ``cls``, ``sig``, ``obj``,
+    ``c``, ``attrs``, ``paths``."""
+
+    # ----- construction -----------------------------------------------------------------------
+    def _ctor_args(self, c, gamma, beta, momentum, groups, shape_as_tuple=False):
+        """Positional and keyword arguments for the constructor, from its parameter names."""
+        if self.init_args is not None or self.init_kwargs:
+            kw = dict(self.init_kwargs)
+            if momentum is not None:
+                name = self._ctor_momentum_name()
+                if name:
+                    kw[name] = momentum
+            return list(self.init_args or []), kw, "given"
+        args, kw = [], {}
+        if self.sig is None:
+            return [c], kw, "guessed"
+        for p in self.sig.parameters.values():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            val = inspect.Parameter.empty
+            if p.name in GROUP_ARGS:
+                val = groups
+            elif p.name in NUM_ARGS:
+                tup = shape_as_tuple or "shape" in p.name
+                val = (c,) if tup else c
+            elif p.name in GAMMA_ARGS:
+                val = np.array(gamma, dtype=np.float64).reshape(-1)
+            elif p.name in BETA_ARGS:
+                val = np.array(beta, dtype=np.float64).reshape(-1)
+            elif p.name in MOMENTUM_ARGS and momentum is not None:
+                val = momentum
+            elif p.default is inspect.Parameter.empty:
+                if p.annotation in (int, "int") or SIZE_LIKE.search(p.name):
+                    val = (c,) if shape_as_tuple or "shape" in p.name else c
+                elif p.name in MOMENTUM_ARGS:
+                    val = None  # decided by the caller (a required momentum)
+                elif p.name in ("eps", "epsilon"):
+                    val = 1e-5
+                else:
+                    raise Unusable(f"cannot tell what to pass for {self.name}'s constructor "
+                                   f"argument {p.name!r}; give the arguments with --init-args")
+            if val is inspect.Parameter.empty:
+                continue
+            if p.kind == p.POSITIONAL_ONLY:
+                args.append(val)
+            else:
+                kw[p.name] = val
+        return args, kw, "inferred"
+
+    def _ctor_momentum_name(self):
+        """The constructor's momentum parameter, if it has one."""
+        if self.sig is None:
+            return None
+        return next((n for n in MOMENTUM_ARGS if n in self.sig.parameters), None)
+
+    def _construct(self, c, gamma, beta, momentum, groups):
+        """Build an instance; a required momentum gets 0.1 unless the caller gives one."""
+        args, kw, how = self._ctor_args(c, gamma, beta, momentum, groups)
+        for k, v in list(kw.items()):
+            if v is None and k in MOMENTUM_ARGS:
+                kw[k] = 0.1
+        try:
+            obj = self.cls(*args, **kw)
+        except TypeError:
+            if how != "inferred" or not any(isinstance(v, int) for v in kw.values()):
+                raise
+            args, kw, how = self._ctor_args(c, gamma, beta, momentum, groups, True)
+            obj = self.cls(*args, **kw)
+        shown = [repr(a) for a in args] + [
+            f"{k}={'<array>' if isinstance(v, np.ndarray) else repr(v)}" for k, v in kw.items()]
+        self.constructed = f"{self.name}({', '.join(shown)})"
+        return obj
+
 
     def _find(self, role, candidates, need_array=True):
         """The first of ``candidates`` (or the user's path) holding C values or a number."""
