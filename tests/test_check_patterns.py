@@ -73,6 +73,13 @@ def test_real_mistakes_are_named(buggy, name, key, phrase):
     assert phrase in _cause(r, key), r.to_text()
 
 
+def test_changing_the_input_in_place_is_a_warning(buggy):
+    r = buggy["inplace_bn_forward"]
+    assert r.exit_code == 0 and r["inputs_unchanged"].status == "warn", r.to_text()
+    assert "x of shape (8, 3)" in r["inputs_unchanged"].message
+    assert r["gradcheck"].status == "pass"  # not blamed on the backward pass
+
+
 def test_hard_coded_eps_is_detected_and_used(buggy):
     r = buggy["avggrad_bn_forward"]
     assert r["epsilon"].status == "note"
@@ -114,7 +121,7 @@ def test_file_report_json_and_exit_code(capsys):
     import json
 
     data = json.loads(capsys.readouterr().out)
-    assert len(data["reports"]) == 10 and data["passed"] is False
+    assert len(data["reports"]) == 11 and data["passed"] is False
     assert check_cli.main([str(CASES / "cs231n_layers.py")]) == 0
 
 

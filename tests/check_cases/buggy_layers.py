@@ -193,3 +193,24 @@ def sigmadx_bn_forward(x, gamma, beta, bn_param):
 def sigmadx_bn_backward(dout, cache):
     xn, gamma, std = cache
     return dout * gamma * std, (dout * xn).sum(axis=0), dout.sum(axis=0)
+
+
+def inplace_bn_forward(x, gamma, beta, bn_param):
+    """Robustness gap (WARN): centres the caller's x in place (x -= mu). Otherwise correct."""
+    eps, mom = bn_param.get("eps", 1e-5), bn_param.get("momentum", 0.9)
+    d = x.shape[1]
+    if bn_param["mode"] == "test":
+        rm, rv = bn_param["running_mean"], bn_param["running_var"]
+        return gamma * (x - rm) / np.sqrt(rv + eps) + beta, None
+    mu = x.mean(axis=0)
+    x -= mu
+    var = (x * x).mean(axis=0)
+    bn_param["running_mean"] = mom * bn_param.get("running_mean", np.zeros(d)) + (1 - mom) * mu
+    bn_param["running_var"] = mom * bn_param.get("running_var", np.zeros(d)) + (1 - mom) * var
+    std = np.sqrt(var + eps)
+    xn = x / std
+    return gamma * xn + beta, (xn, gamma, std)
+
+
+def inplace_bn_backward(dout, cache):
+    return _bn_backward(dout, cache)

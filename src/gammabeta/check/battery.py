@@ -229,7 +229,7 @@ def check_inputs_unchanged(ctx) -> None:
     """WARN when a forward or backward call changed its input array in place."""
     title = "inputs unchanged"
     if ctx.mutated:
-        calls = sorted(ctx.mutated)
+        calls = ctx.mutated
         ctx.add("inputs_unchanged", "warn", title,
                 f"{calls[0]} changed its input array in place"
                 + (f" ({len(calls) - 1} more call(s) did too)" if len(calls) > 1 else ""),

@@ -138,6 +138,9 @@ class Discovery:
             a = param_array(v)
             if a is not None and a.size == self.c and a.dtype.kind == "f":
                 return path
+            if need_array and isinstance(v, list) and len(v) == self.c and all(
+                    isinstance(e, (int, float)) and not isinstance(e, bool) for e in v):
+                return path  # a plain list of C numbers; the checker puts an array there
             if not need_array and isinstance(v, (int, float, np.floating)) \
                     and not isinstance(v, bool):
                 return path

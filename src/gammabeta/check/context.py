@@ -48,7 +48,7 @@ class Ctx:
         self.eps_detected = False
         self.given_eps = False
         self.constructed = ""
-        self.mutated: set = set()
+        self.mutated: list = []  # calls that changed their input, in order
         self.has_eval = True
         self.running: dict = {}
         self.gamma = self.beta = None
@@ -141,8 +141,8 @@ class Ctx:
         what = self.fwd_desc(x, train)
         meta, arrays = self.sb.call("forward", {"train": bool(train)}, {"x": x}, what=what)
         self.last_warnings = meta.get("warnings", [])
-        if meta.get("mutated"):
-            self.mutated.add(what)
+        if meta.get("mutated") and what not in self.mutated:
+            self.mutated.append(what)
         out = arrays["out"]
         if out.shape != x.shape:
             raise UserFailure("bad_return", f"{what} returned an array of shape "
@@ -155,8 +155,8 @@ class Ctx:
         what = self.bwd_desc(dout)
         meta, g = self.sb.call("backward", {}, {"dout": dout}, what=what)
         self.last_warnings = meta.get("warnings", [])
-        if meta.get("mutated"):
-            self.mutated.add(what)
+        if meta.get("mutated") and what not in self.mutated:
+            self.mutated.append(what)
         if g["dx"].shape != dout.shape:
             raise UserFailure("bad_return", f"{what} returned dx of shape {tuple(g['dx'].shape)};"
                               f" expected the input's shape {tuple(dout.shape)}", where=what)
