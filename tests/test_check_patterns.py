@@ -136,3 +136,11 @@ def test_a_file_inside_a_package_imports_relatively(tmp_path):
     r = check(str(pkg / "norm.py"))
     names = {x.target.rsplit(":", 1)[1]: x.exit_code for x in r}
     assert names["MyTorchBatchNorm"] == 0 and names["MyTorchBatchNormIgnoresMomentum"] == 1
+
+
+def test_a_cumulative_average_is_recognized():
+    from gammabeta.nn import BatchNorm1d
+
+    r = check(BatchNorm1d, init_args="3, momentum=None")
+    assert r.exit_code == 0, r.to_text()
+    assert "cumulative average" in r["running_stats"].message

@@ -147,6 +147,10 @@ def check_eval_after_training(ctx) -> None:
     if not ctx.has_eval or fit.get("missing"):
         ctx.add("eval_after_training", "skip", title, "no evaluation mode or running statistics")
         return
+    if fit.get("cumulative"):
+        ctx.add("eval_after_training", "skip", title, "the running statistics are a cumulative "
+                "average; eval_mode checked evaluation with them")
+        return
     if not fit.get("consistent"):
         ctx.add("eval_after_training", "skip", title,
                 "not run: the running statistics are not a running average (see running_stats)")

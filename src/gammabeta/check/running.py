@@ -83,6 +83,19 @@ def _analyse(seq, batches, eps: float = 0.0) -> dict:
     return out
 
 
+def _cumulative(seq, batches) -> bool:
+    """Is running_k the plain average of the first k batch statistics (momentum=None)?"""
+    s = [stats(xb) for xb in batches]
+    for k, (rm, rv) in enumerate(seq, start=1):
+        mean = np.mean([t["mean_c"] for t in s[:k]], axis=0)
+        if not np.allclose(rm, mean, rtol=1e-5, atol=1e-7):  # float32 buffers too
+            return False
+        if not any(np.allclose(rv, np.mean([t[v] for t in s[:k]], axis=0), rtol=1e-5,
+                               atol=1e-7) for v in ("unbiased_c", "var_c")):
+            return False
+    return True
+
+
 def _fits_std(seq, batches, eps: float) -> bool:
     """Does running_var follow a running average of the batch standard deviation?"""
     s = [stats(xb) for xb in batches]
@@ -151,6 +164,12 @@ def check_running(ctx) -> None:
     ctx.running["first_batch"] = batches[0]
     details = [note] if note else []
     w = fit["w"]
+    if not fit["consistent"] and _cumulative(seq, batches):
+        ctx.running.update(consistent=False, cumulative=True)
+        ctx.add("running_stats", "pass", title,
+                "the running statistics are the cumulative average of every batch so far "
+                "(PyTorch's momentum=None)", details=details)
+        return
     if not fit["consistent"]:
         if abs(fit["w_mean"] - 1) < 1e-6 and fit["res_mean"] < FIT_TOL:
             msg, cause = ("the running statistics equal the last batch's statistics after every "
