@@ -87,7 +87,7 @@ class Discovery:
                 if p.annotation in (int, "int") or SIZE_LIKE.search(p.name):
                     val = (c,) if shape_as_tuple or "shape" in p.name else c
                 elif p.name in MOMENTUM_ARGS:
-                    val = None  # decided by the caller (a required momentum)
+                    val = 0.1  # a required momentum, outside the probe run
                 elif p.name in ("eps", "epsilon"):
                     val = 1e-5
                 else:
@@ -108,11 +108,8 @@ class Discovery:
         return next((n for n in MOMENTUM_ARGS if n in self.sig.parameters), None)
 
     def _construct(self, c, gamma, beta, momentum, groups):
-        """Build an instance; a required momentum gets 0.1 unless the caller gives one."""
+        """Build an instance (a second try passes sizes as tuples, for ``shape`` arguments)."""
         args, kw, how = self._ctor_args(c, gamma, beta, momentum, groups)
-        for k, v in list(kw.items()):
-            if v is None and k in MOMENTUM_ARGS:
-                kw[k] = 0.1
         try:
             obj = self.cls(*args, **kw)
         except TypeError:
