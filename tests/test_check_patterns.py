@@ -90,7 +90,8 @@ def test_hard_coded_eps_is_detected_and_used(buggy):
 def test_classes_are_driven_without_flags(classes):
     for name in ("MyTorchBatchNorm", "TextbookBatchNormalization", "LazyBatchNormalization",
                  "FoldedEpsBatchNorm", "LayerNormGradsList", "OddNamesBatchNorm",
-                 "SGDInBackwardBatchNorm", "UnknownFlagBatchNorm"):
+                 "SGDInBackwardBatchNorm", "UnknownFlagBatchNorm",
+                 "RequiredMomentumBatchNorm"):
         assert classes[name].exit_code == 0, classes[name].to_text()
     mt = classes["MyTorchBatchNorm"]
     assert "forward keyword eval=" in mt.discovered[0] and "γ = BW" in mt.discovered[0]

@@ -262,3 +262,30 @@ class UnknownFlagBatchNorm:
         self.dgamma, self.dbeta = (dy * self.xn).sum(0), dy.sum(0)
         gd = dy * self.gamma
         return (n * gd - gd.sum(0) - self.xn * (gd * self.xn).sum(0)) / (n * self.std)
+
+
+class RequiredMomentumBatchNorm:
+    """The constructor requires a momentum (the Keras convention): the checker finds which
+    value makes sense from the probe run (0.9 here, not PyTorch's 0.1)."""
+
+    def __init__(self, n, momentum):
+        self.gamma, self.beta, self.momentum = np.ones(n), np.zeros(n), momentum
+        self.running_mean, self.running_var = np.zeros(n), np.ones(n)
+
+    def forward(self, x, training=True):
+        if training:
+            mu, var = x.mean(0), x.var(0)
+            m = self.momentum
+            self.running_mean = m * self.running_mean + (1 - m) * mu
+            self.running_var = m * self.running_var + (1 - m) * x.var(0, ddof=1)
+        else:
+            mu, var = self.running_mean, self.running_var
+        self.std = np.sqrt(var + 1e-5)
+        self.xn = (x - mu) / self.std
+        return self.gamma * self.xn + self.beta
+
+    def backward(self, dy):
+        n = len(dy)
+        self.dgamma, self.dbeta = (dy * self.xn).sum(0), dy.sum(0)
+        gd = dy * self.gamma
+        return (n * gd - gd.sum(0) - self.xn * (gd * self.xn).sum(0)) / (n * self.std)

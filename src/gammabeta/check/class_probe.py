@@ -88,6 +88,7 @@ class Discovery:
                     val = (c,) if shape_as_tuple or "shape" in p.name else c
                 elif p.name in MOMENTUM_ARGS:
                     val = 0.1  # a required momentum, outside the probe run
+                    self.momentum_filled = True
                 elif p.name in ("eps", "epsilon"):
                     val = 1e-5
                 else:

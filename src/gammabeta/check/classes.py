@@ -104,6 +104,7 @@ class NormClass(Discovery):
 
     eval_string = None
     sgd_grads: dict = {}
+    momentum_filled = False
 
     def reset(self, c: int, gamma, beta, eps: float, momentum, groups=None, x=None) -> dict:
         """Construct a fresh instance and give it γ, β (and momentum when given)."""
@@ -136,7 +137,8 @@ class NormClass(Discovery):
                 set_path(self.obj, self.paths["momentum"], momentum)
                 via = "attribute"
         info = {"has_eval": self.mode is not None, "momentum": None, "eps": None,
-                "momentum_set": bool(via), "momentum_via": via, "constructed": self.constructed}
+                "momentum_set": bool(via), "momentum_via": via, "constructed": self.constructed,
+                "momentum_filled": self.momentum_filled and momentum is None}
         for role in ("eps", "momentum"):
             if self.paths.get(role) is not None:
                 v = get_path(self.obj, self.paths[role], None)

@@ -46,6 +46,7 @@ class Ctx:
         self.eps_model = "inside"  # ε inside the square root (√(σ² + ε)) or added to σ
         self.backward_ok = True
         self.eps_detected = False
+        self.default_momentum = None  # set when a required momentum needs Keras's 0.9
         self.given_eps = False
         self.constructed = ""
         self.mutated: list = []  # calls that changed their input, in order
@@ -119,6 +120,8 @@ class Ctx:
     def reset(self, gamma, beta, momentum=None) -> tuple[dict, dict]:
         """Fresh layer with γ, β (and momentum when given); remembers eps and γ, β as held."""
         x = self.batch(np.random.default_rng(0))
+        if momentum is None:
+            momentum = self.default_momentum
         meta, arrays = self.sb.call("reset", {"c": self.c, "eps": 1e-5, "momentum": momentum,
                                               "groups": self.groups},
                                     {"gamma": gamma, "beta": beta, "x": x},

@@ -149,6 +149,12 @@ def check_running(ctx) -> None:
         note = f"bn_param without 'momentum' raised KeyError; used momentum={nominal}"
         meta, start, seq = _steps(ctx, gamma, beta, batches, nominal)
         meta["momentum"] = nominal
+    if meta.get("momentum_filled") and _convention(w_probe, float("nan")) == "keras":
+        # a required momentum the checker filled with PyTorch's 0.1: Keras's value instead
+        note = "the constructor requires a momentum; used momentum=0.9 (its convention)"
+        ctx.default_momentum = 0.9  # every later fresh layer gets it too
+        meta, start, seq = _steps(ctx, gamma, beta, batches, 0.9)
+        meta["momentum"] = 0.9
     if any(r[0] is None or r[1] is None for r in seq):
         where = ("bn_param has no 'running_mean'/'running_var' after a training step: the "
                  "forward pass must store them there" if ctx.info.get("style") != "class" else
