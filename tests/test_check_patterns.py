@@ -91,7 +91,7 @@ def test_classes_are_driven_without_flags(classes):
     for name in ("MyTorchBatchNorm", "TextbookBatchNormalization", "LazyBatchNormalization",
                  "FoldedEpsBatchNorm", "LayerNormGradsList", "OddNamesBatchNorm",
                  "SGDInBackwardBatchNorm", "UnknownFlagBatchNorm",
-                 "RequiredMomentumBatchNorm"):
+                 "RequiredMomentumBatchNorm", "BatchNorm2dNCHW", "GroupNormClass"):
         assert classes[name].exit_code == 0, classes[name].to_text()
     mt = classes["MyTorchBatchNorm"]
     assert "forward keyword eval=" in mt.discovered[0] and "γ = BW" in mt.discovered[0]
@@ -106,6 +106,8 @@ def test_classes_are_driven_without_flags(classes):
         assert found in odd, odd
     assert "mode: forward keyword predicting=" in classes["UnknownFlagBatchNorm"].discovered[0]
     assert classes["UnknownFlagBatchNorm"]["eval_mode"].status == "pass"
+    assert classes["GroupNormClass"].kind == "groupnorm"
+    assert "(N, C, H, W)" in classes["BatchNorm2dNCHW"]["forward_runs"].message
     sgd = " | ".join(classes["SGDInBackwardBatchNorm"].discovered)
     assert "dgamma read off the update SGDInBackwardBatchNorm.backward(dout, lr=1)" in sgd
 

@@ -289,3 +289,72 @@ class RequiredMomentumBatchNorm:
         self.dgamma, self.dbeta = (dy * self.xn).sum(0), dy.sum(0)
         gd = dy * self.gamma
         return (n * gd - gd.sum(0) - self.xn * (gd * self.xn).sum(0)) / (n * self.std)
+
+
+class BatchNorm2dNCHW:
+    """(N, C, H, W) only, γ of shape (1, C, 1, 1), train()/eval()."""
+
+    def __init__(self, num_features, momentum=0.1, eps=1e-5):
+        self.weight = np.ones((1, num_features, 1, 1))
+        self.bias = np.zeros((1, num_features, 1, 1))
+        self.running_mean = np.zeros((1, num_features, 1, 1))
+        self.running_var = np.ones((1, num_features, 1, 1))
+        self.momentum, self.eps, self.training = momentum, eps, True
+
+    def train(self):
+        self.training = True
+
+    def eval(self):
+        self.training = False
+
+    def forward(self, x):
+        assert x.ndim == 4, "expects (N, C, H, W)"
+        if self.training:
+            mu = x.mean((0, 2, 3), keepdims=True)
+            var = x.var((0, 2, 3), keepdims=True)
+            m = x.size // x.shape[1]
+            self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * mu
+            self.running_var = ((1 - self.momentum) * self.running_var
+                                + self.momentum * var * m / (m - 1))
+        else:
+            mu, var = self.running_mean, self.running_var
+        self.std = np.sqrt(var + self.eps)
+        self.xn = (x - mu) / self.std
+        return self.weight * self.xn + self.bias
+
+    def backward(self, dout):
+        m = dout.size // dout.shape[1]
+        ax = (0, 2, 3)
+        self.dweight = (dout * self.xn).sum(ax, keepdims=True)
+        self.dbias = dout.sum(ax, keepdims=True)
+        g = dout * self.weight
+        return (m * g - g.sum(ax, keepdims=True)
+                - self.xn * (g * self.xn).sum(ax, keepdims=True)) / (m * self.std)
+
+
+class GroupNormClass:
+    """GroupNorm(num_groups, num_channels) with weight/bias of shape (C,)."""
+
+    def __init__(self, num_groups, num_channels, eps=1e-5):
+        self.G, self.eps = num_groups, eps
+        self.weight = np.ones(num_channels)
+        self.bias = np.zeros(num_channels)
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        xg = x.reshape(n, self.G, -1)
+        self.mu = xg.mean(2, keepdims=True)
+        self.std = np.sqrt(xg.var(2, keepdims=True) + self.eps)
+        self.xn = ((xg - self.mu) / self.std).reshape(x.shape)
+        return self.weight.reshape(1, -1, 1, 1) * self.xn + self.bias.reshape(1, -1, 1, 1)
+
+    def backward(self, dout):
+        n, c, h, w = dout.shape
+        self.dweight = (dout * self.xn).sum((0, 2, 3))
+        self.dbias = dout.sum((0, 2, 3))
+        g = (dout * self.weight.reshape(1, -1, 1, 1)).reshape(n, self.G, -1)
+        xn = self.xn.reshape(n, self.G, -1)
+        m = xn.shape[2]
+        dx = (m * g - g.sum(2, keepdims=True)
+              - xn * (g * xn).sum(2, keepdims=True)) / (m * self.std)
+        return dx.reshape(dout.shape)
