@@ -61,7 +61,7 @@ def test_cs231n_conventions_are_notes(layers):
     ("scrambled_spatial_batchnorm_forward", "forward_train", "channels scrambled"),
     ("interleaved_spatial_groupnorm_forward", "forward_train", "grouped interleaved"),
     ("wrongaxis_layernorm_forward", "forward_train", "wrong axis"),
-    ("nonedx_layernorm_forward", "backward_runs", "NoneType"),
+    ("nonedx_layernorm_forward", "backward_runs", "is None"),
     ("perposition_spatial_batchnorm_forward", "forward_train", "per position over N and C"),
     ("perposition_spatial_batchnorm_forward", "running_stats", "12 = H·W"),
     ("perpixel_spatial_groupnorm_forward", "forward_train", "separately at each position"),

@@ -34,6 +34,9 @@ def describe_value(v) -> str:
 
 def to_array(v, what: str) -> np.ndarray:
     """``v`` as a numeric NumPy array, or :class:`BadReturn` saying what ``what`` was instead."""
+    if v is None:
+        raise BadReturn(f"{what} is None; expected a NumPy array (not implemented yet, or a "
+                        "missing return?)")
     if isinstance(v, np.ndarray):
         a = v
     elif isinstance(v, (list, tuple)) and what.startswith(("the output", "the out ")):
