@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 
 __all__ = ["BadReturn", "Unusable", "describe_value", "to_array", "get_path", "call_backward",
-           "has_path", "set_path", "param_array"]
+           "clear_grads", "has_path", "set_path", "param_array"]
 
 _MISSING = object()
 
@@ -71,9 +71,9 @@ def get_path(obj, path: str, default=_MISSING):
     return cur
 
 
-def call_backward(obj, name: str, dout, grad_paths):
-    """Clear ``.grad`` on the parameter objects at ``grad_paths`` (so earlier calls do not
-    accumulate into this one), then return ``obj.backward(dout)``."""
+def clear_grads(obj, grad_paths) -> None:
+    """Clear ``.grad`` on the parameter objects at ``grad_paths``, so that earlier backward
+    calls do not accumulate into the next one."""
     for path in grad_paths:
         holder = get_path(obj, path, None)
         if holder is not None and not isinstance(holder, np.ndarray) and hasattr(holder, "grad"):
@@ -81,6 +81,11 @@ def call_backward(obj, name: str, dout, grad_paths):
                 holder.grad = None
             except (AttributeError, TypeError):
                 pass
+
+
+def call_backward(obj, name: str, dout, grad_paths):
+    """:func:`clear_grads`, then return ``obj.backward(dout)``."""
+    clear_grads(obj, grad_paths)
     bwd = getattr(obj, "backward", None)
     if bwd is None:
         raise BadReturn(f"{name} has no backward method")

@@ -101,7 +101,6 @@ class BatchNormPair:
         return {"style": self.style, "forward": self.fname, "backward": self.bname,
                 "describe": f"function pair {self.fname} / {self.bname}",
                 "forward_call": self.fname, "backward_call": self.bname,
-                "takes_groups": "groups" in self.plan,
                 "discovered": [f"called as {self.fname}("
                                f"{', '.join(shown[k] for k in self.plan)}) and "
                                f"{self.bname}(dout, cache)"]}
@@ -140,18 +139,16 @@ class BatchNormPair:
         if self.pshape is None and x.ndim == 4:
             try:
                 res = self._call(x)
-                self.pshape = self.gamma.shape
-            except Exception:  # noqa: BLE001 - perhaps it wants γ as (1, C, 1, 1)
-                flat = (self.gamma.copy(), self.beta.copy())
+            except Exception as first:  # noqa: BLE001 - perhaps it wants γ as (1, C, 1, 1)
+                flat = (self.gamma, self.beta)
                 self.gamma = self.gamma.reshape(1, -1, 1, 1)
                 self.beta = self.beta.reshape(1, -1, 1, 1)
                 try:
                     res = self._call(x)
-                    self.pshape = self.gamma.shape
-                except Exception:  # noqa: BLE001 - report the first error
+                except Exception:  # noqa: BLE001 - the first error is the one to report
                     self.gamma, self.beta = flat
-                    self.bn_param["mode"] = "train" if train else "test"
-                    res = self._call(x)
+                    raise first from None
+            self.pshape = self.gamma.shape
         else:
             res = self._call(x)
         out, self.cache = res

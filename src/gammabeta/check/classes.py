@@ -27,7 +27,16 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .access import BadReturn, Unusable, describe_value, get_path, param_array, set_path, to_array
+from .access import (
+    BadReturn,
+    Unusable,
+    clear_grads,
+    describe_value,
+    get_path,
+    param_array,
+    set_path,
+    to_array,
+)
 from .class_probe import Discovery
 from .names import (
     BACKWARD,
@@ -191,14 +200,7 @@ class NormClass(Discovery):
 
     def _call_backward(self, dout):
         """Call backward; a required learning-rate argument gets 1 (see below)."""
-        for role in ("gamma", "beta"):  # gradients held on Parameter-like objects: clear
-            holder = get_path(self.obj, self.paths[role], None)
-            if holder is not None and not isinstance(holder, np.ndarray) \
-                    and hasattr(holder, "grad"):
-                try:
-                    holder.grad = None
-                except (AttributeError, TypeError):
-                    pass
+        clear_grads(self.obj, [self.paths["gamma"], self.paths["beta"]])
         if self.bwd_name is None:
             raise BadReturn(f"{self.name} has no backward method (tried {', '.join(BACKWARD)})")
         bwd = getattr(self.obj, self.bwd_name)

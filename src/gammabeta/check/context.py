@@ -37,13 +37,12 @@ class Ctx:
         self.sb, self.opts, self.report, self.info = sb, opts, report, info
         self.norm = norm or NORMS["batchnorm"]
         self.groups = int(groups)
-        self.c, self.n = {"layernorm": (5, 4), "groupnorm": (6, 2)}.get(self.norm.name, (3, 8))
+        self.c, self.n = {"layernorm": (5, 4)}.get(self.norm.name, (3, 8))
         if self.norm.name == "groupnorm":  # C/G = 3 channels a group (4 when G = 3)
-            self.c = self.groups * (4 if self.groups == 3 else 3)
+            self.c, self.n = self.groups * (4 if self.groups == 3 else 3), 2
         self.spatial: tuple = tuple(self.norm.spatial)  # (H, W) for (N, C, H, W) input
         self.eps = 1e-5
         self.nominal_eps = 1e-5  # what the checker asked for (bn_param['eps'], the attribute)
-        self.eps_model = "inside"  # ε inside the square root (√(σ² + ε)) or added to σ
         self.backward_ok = True
         self.eps_detected = False
         self.default_momentum = None  # set when a required momentum needs Keras's 0.9
@@ -143,9 +142,7 @@ class Ctx:
         """The layer's output for ``x``; a wrong shape raises :class:`UserFailure`."""
         what = self.fwd_desc(x, train)
         meta, arrays = self.sb.call("forward", {"train": bool(train)}, {"x": x}, what=what)
-        self.last_warnings = meta.get("warnings", [])
-        if meta.get("mutated") and what not in self.mutated:
-            self.mutated.append(what)
+        self._noted(meta, what)
         out = arrays["out"]
         if out.shape != x.shape:
             raise UserFailure("bad_return", f"{what} returned an array of shape "
@@ -157,9 +154,7 @@ class Ctx:
         """dx, dγ, dβ for the last forward; shapes checked, (1, C) gradients flattened."""
         what = self.bwd_desc(dout)
         meta, g = self.sb.call("backward", {}, {"dout": dout}, what=what)
-        self.last_warnings = meta.get("warnings", [])
-        if meta.get("mutated") and what not in self.mutated:
-            self.mutated.append(what)
+        self._noted(meta, what)
         if g["dx"].shape != dout.shape:
             raise UserFailure("bad_return", f"{what} returned dx of shape {tuple(g['dx'].shape)};"
                               f" expected the input's shape {tuple(dout.shape)}", where=what)
@@ -176,6 +171,12 @@ class Ctx:
             raise UserFailure("bad_return", f"{what} returned {k} of shape {tuple(a.shape)}; "
                               f"expected ({self.c},), one per channel{hint}", where=what)
         return g
+
+    def _noted(self, meta: dict, what: str) -> None:
+        """Keep a call's NumPy warnings, and remember it if it changed its input in place."""
+        self.last_warnings = meta.get("warnings", [])
+        if meta.get("mutated") and what not in self.mutated:
+            self.mutated.append(what)
 
     def running_stats(self):
         """``(running_mean, running_var)`` as float64 (None where the layer has none)."""

@@ -76,7 +76,7 @@ def check_epsilon(ctx) -> None:
     nominal = ctx.nominal_eps
     if model == "inside" and abs(eps - nominal) <= 1e-4 * nominal:
         return
-    ctx.eps, ctx.eps_model, ctx.eps_detected = eps, model, True
+    ctx.eps, ctx.eps_detected = eps, True
     if model == "outside":
         return  # forward_train names it: ε added to σ instead of σ²
     if eps == 0:

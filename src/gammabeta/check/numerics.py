@@ -8,7 +8,7 @@ import numpy as np
 
 from . import diagnose as dg
 from .context import TOL, TOL_F32, TOL_OFFSET, cmp_finding
-from .reference import train_ref
+from .reference import group_mean, train_ref
 from .sandbox import UserFailure
 
 __all__ = ["check_large_offset", "check_tiny_variance", "check_float32", "check_nchw"]
@@ -26,8 +26,8 @@ def check_large_offset(ctx) -> None:
     ref = ctx.ref(x)
     xf = x.astype(np.float32)
     with np.errstate(all="ignore"):
-        mu = _mean32(xf, ctx.norm, ctx.groups)
-        naive = _mean32(xf * xf, ctx.norm, ctx.groups) - mu * mu
+        mu = group_mean(xf, ctx.norm, ctx.groups, dtype=np.float32)
+        naive = group_mean(xf * xf, ctx.norm, ctx.groups, dtype=np.float32) - mu * mu
         bs = (1, -1) + (1,) * (x.ndim - 2)
         y_naive = g.reshape(bs) * (xf - mu) / np.sqrt(naive + np.float32(ctx.eps)) \
             + b.reshape(bs)
@@ -48,15 +48,6 @@ def check_large_offset(ctx) -> None:
     cmp_finding(ctx, "large_offset", title, y, ref["y"], TOL_OFFSET,
                  "float32 input around 1e4 (std ~1) matches the float64 reference",
                  "float32 input around 1e4 (std ~1) loses precision", cause=cause)
-
-
-def _mean32(a, norm, groups):
-    """The per-group mean computed in float32, as float32 code would, broadcast to ``a``."""
-    if norm.stat == "group":
-        n = a.shape[0]
-        m = a.reshape(n, groups, -1).mean(axis=2, keepdims=True, dtype=np.float32)
-        return np.broadcast_to(m, (n, groups, a[0].size // groups)).reshape(a.shape)
-    return a.mean(axis=norm.axes(a.ndim), keepdims=True, dtype=np.float32)
 
 
 def check_tiny_variance(ctx) -> None:

@@ -162,6 +162,11 @@ def _backward_name(name: str, backward: str | None) -> str:
     return name.replace("forward", "backward")
 
 
+def _kind(opts, detected: str | None) -> str:
+    """``--kind`` when given, else the kind the name says (batch norm when it says none)."""
+    return opts.kind if opts.kind != "auto" else (detected or "batchnorm")
+
+
 def _split(spec: str) -> tuple[Path, str]:
     """``FILE.py:NAME`` → (path, NAME); ``FILE.py`` → (path, "")."""
     if spec.endswith(".py") or ":" not in spec or Path(spec).is_file():
@@ -191,8 +196,7 @@ def _from_path(spec: str, opts) -> list[tuple[dict, str]]:
                               + ". Name one with FILE.py:NAME")
         out = []
         for t in found:
-            kind = opts.kind if opts.kind != "auto" else t["kind"]
-            load = dict(plan, name=t["name"], backward=t["backward"], kind=kind)
+            load = dict(plan, name=t["name"], backward=t["backward"], kind=_kind(opts, t["kind"]))
             shown = t["name"] + (f" + {t['backward']}" if t["backward"] and
                                  t["backward"].endswith("_alt") else "")
             out.append((load, f"{spec}:{shown}"))
@@ -208,8 +212,7 @@ def _from_path(spec: str, opts) -> list[tuple[dict, str]]:
             raise ConfigError(f"{path} has {name} but no backward function {bname!r}; "
                               f"{_listing(path, names)}. Name it with --backward")
         backward = bname
-    kind = opts.kind if opts.kind != "auto" else (kind_of(name) or "batchnorm")
-    load = dict(plan, name=name, backward=backward, kind=kind)
+    load = dict(plan, name=name, backward=backward, kind=_kind(opts, kind_of(name)))
     return [(load, f"{path}:{name}")]
 
 
@@ -262,7 +265,7 @@ def resolve_targets(obj_or_path, opts: CheckOptions) -> list[tuple[dict, str]]:
     else:
         load, target = _from_object(obj_or_path, opts.backward)
         name = load["name"].rpartition(".")[2]
-        load["kind"] = opts.kind if opts.kind != "auto" else (kind_of(name) or "batchnorm")
+        load["kind"] = _kind(opts, kind_of(name))
         targets = [(load, target)]
     init_args, init_kwargs = parse_init_args(opts.init_args)
     for load, _ in targets:

@@ -75,14 +75,15 @@ NORMS = {
 }
 
 
-def group_mean(a, norm: Norm, groups: int = 1) -> np.ndarray:
-    """The mean of ``a`` over each statistics group, broadcast back to ``a``'s shape."""
-    a = np.asarray(a, dtype=np.float64)
+def group_mean(a, norm: Norm, groups: int = 1, dtype=np.float64) -> np.ndarray:
+    """The mean of ``a`` over each statistics group, broadcast back to ``a``'s shape, computed
+    in ``dtype`` (float32 to reproduce what float32 code computes)."""
+    a = np.asarray(a, dtype=dtype)
     if norm.stat == "group":
         n = a.shape[0]
-        g = a.reshape(n, groups, -1).mean(axis=2, keepdims=True)
+        g = a.reshape(n, groups, -1).mean(axis=2, keepdims=True, dtype=dtype)
         return np.broadcast_to(g, (n, groups, a[0].size // groups)).reshape(a.shape)
-    return np.broadcast_to(a.mean(axis=norm.axes(a.ndim), keepdims=True), a.shape)
+    return np.broadcast_to(a.mean(axis=norm.axes(a.ndim), keepdims=True, dtype=dtype), a.shape)
 
 
 def _count(shape, norm: Norm, groups: int) -> int:
