@@ -44,7 +44,8 @@ def test_cli_train_on_full_disk_exits_2_and_leaves_no_partial_files(tmp_path, mo
                "--out", str(out)])
     err = capsys.readouterr().err
     assert rc == 2 and "No space left on device" in err and "train_state.safetensors" in err
-    assert [p.name for p in out.iterdir()] == []  # no half-written file of any kind
+    # no half-written file of any kind, and no empty folder left behind either
+    assert not out.exists()
 
 
 def test_output_folder_that_is_a_file_gives_clear_error(tmp_path, capsys):
@@ -52,7 +53,7 @@ def test_output_folder_that_is_a_file_gives_clear_error(tmp_path, capsys):
     blocker.write_text("not a folder")
     rc = main(["train", "--data", "digits", "--epochs", "1", "--quiet", "--out", str(blocker)])
     err = capsys.readouterr().err
-    assert rc == 2 and "taken" in err and ("exists" in err or "Not a directory" in err)
+    assert rc == 2 and "taken" in err and "is a file, not a folder" in err
 
 
 class _DiesMidway(BaseHTTPRequestHandler):

@@ -94,7 +94,7 @@ def test_builders_and_their_errors():
 
 
 def test_zero_epochs_is_refused(npz_data):
-    with pytest.raises(ConfigError, match=r"epochs=0; expected a whole number >= 1"):
+    with pytest.raises(ConfigError, match=r"epochs=0; expected a whole number in \[1, "):
         run(TrainConfig(data=str(npz_data), epochs=0))
 
 

@@ -6,103 +6,24 @@ command-line run with the same config give the same numbers.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import optim
 from .checkpoint import load_training_state, save_training_state
+from .config import TrainConfig, recipe
 from .data.loader import DataLoader
 from .data.registry import load_dataset
 from .errors import ConfigError
 from .models import build_model
+from .models.size import check_fits
 from .nn.losses import CrossEntropyLoss
 from .train import History, evaluate, fit
 
 __all__ = ["TrainConfig", "RunResult", "run", "make_optimizer", "make_scheduler", "recipe"]
-
-# Recipes: what ``gammabeta train --model NAME`` uses for options left unset, per model and
-# input rank (1: vectors such as MNIST-1D, 3: images). Measured on MNIST-1D, 3 seeds: see README.
-_RECIPES: dict[tuple[str, int], dict] = {
-    # BN MLP 256-256, dropout 0.2, AdamW (wd 0.05 on weights), one-cycle peak 0.05, 100 epochs
-    ("mlp", 1): dict(hidden="256,256", dropout=0.2, epochs=100, lr=0.05),
-    ("resmlp", 1): dict(hidden="256,256", dropout=0.2, epochs=100, lr=0.05),
-    # 8 × (conv k3 → BN → ReLU) of 32 channels, max-pool every 2, AdamW, one-cycle
-    ("cnn", 1): dict(epochs=40, lr=0.01, dropout=0.0),
-    ("papercnn", 1): dict(epochs=60, lr=0.01, dropout=0.0),
-    ("resnet", 1): dict(epochs=40, lr=0.01, dropout=0.0),
-    # images: a lighter CNN (pool after every conv) so an epoch of MNIST takes seconds
-    ("cnn", 3): dict(epochs=15, lr=0.01, dropout=0.0,
-                     model_options=dict(layers=4, pool_every=1)),
-    ("resnet", 3): dict(epochs=10, lr=0.01, dropout=0.0),
-}
-_FALLBACK = dict(hidden="256,256", dropout=0.2, epochs=60, lr=0.01)
-
-
-def recipe(model: str, input_rank: int) -> dict:
-    """The default options of ``model`` for inputs of rank ``input_rank`` (2 counts as 1)."""
-    rank = 1 if input_rank <= 2 else 3
-    return dict(_RECIPES.get((model, rank), _RECIPES.get((model, 1), _FALLBACK)))
-
-
-@dataclass
-class TrainConfig:
-    """Every option of a run; ``None`` means "the model's recipe" (see :func:`recipe`)."""
-
-    data: str = "mnist1d"
-    data_dir: str | None = None
-    download: bool = False
-    model: str = "mlp"
-    hidden: str | None = None
-    norm: str = "batch"
-    act: str = "relu"
-    dropout: float | None = None
-    weight_init: str = "torch_default"
-    bias_init: str = "torch_default"
-    gamma_init: str = "ones"
-    beta_init: str = "zeros"
-    optimizer: str = "adamw"
-    lr: float | None = None
-    momentum: float = 0.9
-    weight_decay: float = 0.05
-    schedule: str = "onecycle"
-    label_smoothing: float = 0.0
-    batch_size: int = 100
-    epochs: int | None = None
-    seed: int = 0
-    on_nonfinite: str = "raise"
-    clip_grad_norm: float | None = None
-    model_options: dict = field(default_factory=dict)
-
-    def resolved(self, input_rank: int = 1) -> TrainConfig:
-        """A copy with every ``None`` filled from :func:`recipe` (model options merged)."""
-        rec = recipe(self.model, input_rank)
-        opts = {**rec.pop("model_options", {}), **self.model_options}
-        updates = {k: v for k, v in rec.items() if getattr(self, k, None) is None}
-        return dataclasses.replace(self, **updates, model_options=opts)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        """Build from a dict, refusing unknown keys (a typo must not be silently ignored)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(d) - names)
-        if bad:
-            raise ConfigError(f"unknown training option(s) {bad}; valid: {sorted(names)}")
-        return cls(**d)
-
-    def model_kwargs(self) -> dict:
-        """Options passed to the model builder."""
-        kw = dict(hidden=self.hidden, norm=self.norm, act=self.act, dropout=self.dropout,
-                  weight_init=self.weight_init, bias_init=self.bias_init,
-                  gamma_init=self.gamma_init, beta_init=self.beta_init)
-        return {**{k: v for k, v in kw.items() if v is not None}, **self.model_options}
-
 
 @dataclass
 class RunResult:
@@ -169,11 +90,11 @@ def run(cfg: TrainConfig, on_step: Callable | None = None, on_epoch: Callable | 
     it, ending bit-identical to an uninterrupted run.
     """
     t0 = time.perf_counter()
+    cfg = cfg.validate()  # every option, before any data is read or memory allocated
     ds = dataset if dataset is not None else load_dataset(
         cfg.data, data_dir=cfg.data_dir, download=cfg.download, seed=cfg.seed)
-    cfg = cfg.resolved(len(ds.input_shape))
-    if isinstance(cfg.epochs, bool) or not isinstance(cfg.epochs, int) or cfg.epochs < 1:
-        raise ConfigError(f"epochs={cfg.epochs!r}; expected a whole number >= 1")
+    cfg = cfg.resolved(len(ds.input_shape)).validate()
+    check_fits(cfg.model, ds.input_shape, ds.num_classes, cfg.batch_size, cfg.model_kwargs())
     if on_start is not None:
         on_start(cfg, ds)
     rng = np.random.default_rng(cfg.seed)

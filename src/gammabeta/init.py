@@ -174,6 +174,8 @@ def slimming(shape, rng=None, *, dtype=np.float32):
 @register("normal")
 def normal(shape, rng, *, mean=0.0, std=1.0, dtype=np.float32):
     """N(mean, std²)."""
+    if std < 0:
+        raise ConfigError(f"normal: std={std}; expected >= 0")
     return np.asarray(mean + std * rng.standard_normal(shape), dtype=dtype)
 
 
@@ -186,6 +188,8 @@ def dcgan(shape, rng, *, dtype=np.float32):
 @register("uniform")
 def uniform(shape, rng, *, a=0.0, b=1.0, dtype=np.float32):
     """U(a, b); the default U(0, 1) is PyTorch's γ before 1.2 (issue #12259) and numpy-ml's."""
+    if not a <= b:
+        raise ConfigError(f"uniform: a={a}, b={b}; expected a <= b")
     return np.asarray(rng.uniform(a, b, size=shape), dtype=dtype)
 
 
@@ -285,10 +289,11 @@ def _parse(spec: str) -> tuple[str, dict]:
             if call.args:
                 raise ValueError("positional")
             kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
-        except (SyntaxError, ValueError) as e:
+        except (SyntaxError, ValueError):
             raise ConfigError(
-                f"initializer {spec!r}: cannot read the arguments ({e}); expected "
-                "name(key=value, ...), e.g. 'normal(mean=1, std=0.1)'"
+                f"initializer {spec!r}: cannot read the arguments; expected "
+                "name(key=value, ...) with numbers or quoted text as values, "
+                "e.g. 'normal(mean=1, std=0.1)'"
             ) from None
     return name, kwargs
 
@@ -336,6 +341,14 @@ def _check_kwargs(fn, name, params) -> None:
     if bad:
         ok = [k for k, p in accepted.items() if p.kind == p.KEYWORD_ONLY and k != "dtype"]
         raise ConfigError(f"initializer {name!r}: unknown argument(s) {bad}; it takes {ok}")
+    for key, value in params.items():  # a number where the default is a number, and finite
+        default = accepted[key].default
+        if isinstance(default, int | float) and not isinstance(default, bool) and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+                or not math.isfinite(value)):
+            raise ConfigError(f"initializer {name!r}: {key}={value!r}; expected a finite number")
+        if isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(f"initializer {name!r}: {key}={value!r}; expected text")
 
 
 def initialize(spec, shape, rng, *, dtype=np.float32, fan_in=None, fan_out=None, what="tensor"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -28,20 +29,60 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 
 
-def atomic_write(path, write: Callable[[IO[bytes]], object]) -> Path:
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read by setting (not thread-safe, but brief)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path, write: Callable[[IO[bytes]], object], *, parents: bool = True) -> Path:
     """Call ``write(f)`` on a temp file beside ``path``, fsync, then rename it over ``path``.
 
     A crash at any moment leaves either the old file or the new one, never half a file; on
-    any error the temp file is removed. OS errors become :class:`OutputError` naming the path.
+    any error the temp file is removed. The new file gets the mode the old one had, or
+    ``0o666`` less the umask, as ``open()`` would give; the folder is fsynced after the
+    rename. ``parents=False`` refuses a missing folder instead of creating it (for paths a
+    user typed). OS errors become :class:`OutputError` naming the path.
     """
     path = Path(path)
+    if not parents and not path.parent.is_dir():
+        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist "
+                          "(create it first)")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if parents:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -52,17 +93,18 @@ def atomic_write(path, write: Callable[[IO[bytes]], object]) -> Path:
         if isinstance(e, OSError) and not isinstance(e, OutputError):
             raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
         raise
+    _fsync_dir(path.parent)
     return path
 
 
-def atomic_write_bytes(path, data: bytes) -> Path:
+def atomic_write_bytes(path, data: bytes, *, parents: bool = True) -> Path:
     """:func:`atomic_write` of a bytes object."""
-    return atomic_write(path, lambda f: f.write(data))
+    return atomic_write(path, lambda f: f.write(data), parents=parents)
 
 
-def atomic_write_text(path, text: str) -> Path:
+def atomic_write_text(path, text: str, *, parents: bool = True) -> Path:
     """:func:`atomic_write_bytes` for UTF-8 text."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write_bytes(path, text.encode("utf-8"), parents=parents)
 
 
 def save_checkpoint(path, state_dict, metadata: dict | None = None) -> Path:

@@ -11,11 +11,27 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError, OutputError
+
 __all__ = ["add_parser", "add_export_parser", "add_predict_parser", "cmd_export",
            "cmd_predict", "main"]
+
+
+def _output_file(path: str, flag: str, overwrite: bool) -> Path:
+    """Refuse an output file whose folder is missing, or that exists (without --overwrite)."""
+    p = Path(path)
+    if not p.parent.is_dir():
+        raise OutputError(f"{flag} {p}: folder {p.parent} does not exist (create it first)")
+    if p.is_dir():
+        raise OutputError(f"{flag} {p}: is a folder; expected a file name")
+    if p.exists() and not overwrite:
+        raise OutputError(f"{flag} {p} exists; pass --overwrite to replace it, or choose "
+                          "another name")
+    return p
 
 
 def cmd_export(a) -> int:
@@ -24,11 +40,18 @@ def cmd_export(a) -> int:
     from .onnx_export import export_onnx
     from .predict import load_model
 
+    _output_file(a.onnx, "--onnx", a.overwrite)
     lm = load_model(a.model)
     model, notes = lm.model, []
     if a.fold_bn:
         model = fold_batchnorm(model)
         notes = model.fold_notes
+    for key, value in model.state_dict().items():  # folding extreme values can overflow
+        v = np.asarray(value)
+        if v.dtype.kind == "f" and not np.isfinite(v).all():
+            why = (" after folding BatchNorm (extreme γ or running_var); export without "
+                   "--fold-bn" if a.fold_bn else "")
+            raise ConfigError(f"--model {a.model}: tensor {key!r} is not finite{why}")
     proto = export_onnx(model, a.onnx, lm.input_shape, opset=a.opset)
     shape = ", ".join(map(str, lm.input_shape))
     print(f"wrote {a.onnx}: opset {a.opset}, {len(proto.graph.node)} nodes, "
@@ -44,13 +67,17 @@ def cmd_predict(a) -> int:
     from ..io import atomic_write_text
     from .predict import format_predictions, load_inputs, load_model, predict_proba
 
+    if a.out:
+        _output_file(a.out, "--out", a.overwrite)
+    if a.batch_size < 1:
+        raise ConfigError(f"--batch-size={a.batch_size}; expected a whole number >= 1")
     lm = load_model(a.model)
     x, y = load_inputs(a.input, lm.input_shape)
     probs = predict_proba(lm.model, x, a.batch_size)
     text = format_predictions(probs)
     info = sys.stderr
     if a.out:
-        atomic_write_text(a.out, text)
+        atomic_write_text(a.out, text, parents=False)
         info = sys.stdout
         print(f"wrote {len(x)} predictions ({lm.num_classes} classes) to {a.out}", file=info)
     else:
@@ -72,6 +99,7 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--fold-bn", action="store_true",
                    help="fold BatchNorm into the Linear/Conv before it: W' = W·γ/√(var+ε), "
                         "b' = (b − mean)·γ/√(var+ε) + β")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT.onnx if it exists")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                    help=f"ONNX opset (default {DEFAULT_OPSET}; Gelu is native from 20)")
     p.set_defaults(func=cmd_export)
@@ -87,6 +115,7 @@ def add_predict_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="FILE.csv",
                    help="write the CSV here instead of printing it")
     p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_predict)
     return p
 

@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ..errors import GammabetaError
+from ..errors import ConfigError, GammabetaError
 
 __all__ = ["add_parser", "main", "cmd_list", "cmd_show", "cmd_run"]
 
@@ -48,6 +48,8 @@ def cmd_run(a) -> int:
     from .spec import load_spec
 
     scale = "tiny" if a.tiny else "quick" if a.quick else "full"
+    if a.workers is not None and a.workers < 1:
+        raise ConfigError(f"--workers={a.workers}; expected a whole number >= 1")
     spec = load_spec(a.study, scale=scale, data_dir=a.data_dir)
     out = Path(a.out or f"studies/{spec.name}{'' if scale == 'full' else '-' + scale}")
     argv = getattr(a, "argv", None)

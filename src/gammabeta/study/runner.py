@@ -29,6 +29,7 @@ from pathlib import Path
 from ..errors import ConfigError, OutputError
 from ..experiment import TrainConfig
 from ..io import atomic_write_text
+from ..outputs import locked
 from .spec import StudySpec, canonical
 from .tasks import OPTIONS, execute
 
@@ -65,10 +66,13 @@ def expand(spec: StudySpec) -> list[dict]:
                     else:
                         cfg[k] = v
             cfg["seed"] = seed
-            config = TrainConfig.from_dict(cfg).to_dict()
+            labels = {n: v["label"] for n, v in zip(names, combo, strict=True)}
+            tc = TrainConfig.from_dict(cfg)
+            if seed == spec.seeds[0]:  # the combination as a whole (e.g. model_options)
+                tc.validate(lambda k, lab=labels: f"{spec.source}: {k} (in the run {lab})")
+            config = tc.to_dict()
             key = run_key(config, opts)
             if key in keys:
-                labels = {n: v["label"] for n, v in zip(names, combo, strict=True)}
                 raise ConfigError(f"{spec.source}: two grid points give the same run "
                                   f"({labels}, seed {seed}); make the axes differ")
             keys.add(key)
@@ -220,9 +224,42 @@ def run_study(spec: StudySpec, out, workers: int | None = None,
     Returns ``{"rows": rows in grid order, "ran": runs executed now, "skipped": runs found
     already finished, "seconds": wall time, "outputs": files written}``.
     """
-    t0 = time.perf_counter()
     out = Path(out)
     jobs = expand(spec)
+    check_study_folder(out, spec)
+    with locked(out, "gammabeta study run"):
+        check_study_folder(out, spec)
+        return _run_locked(spec, jobs, out, workers, dask_scheduler, progress, command,
+                           on_result, report)
+
+
+_STUDY_FILES = ("study.json", RESULTS, "results.csv", "results.json", "report.md")
+
+
+def check_study_folder(out: Path, spec: StudySpec) -> None:
+    """Refuse a folder that holds something other than this study's earlier results: files
+    a study writes but no ``study.json`` (someone's own report.md), or another study."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"study output {out}: is a file, not a folder")
+    marker = out / "study.json"
+    if not marker.exists():
+        found = [f for f in _STUDY_FILES if (out / f).exists()]
+        if found:
+            raise OutputError(f"study output {out} holds {', '.join(found)} but no study.json, "
+                              "so it is not a study folder; choose another --out")
+        return
+    try:
+        name = json.loads(marker.read_text(encoding="utf-8")).get("name")
+    except (OSError, ValueError, AttributeError, UnicodeDecodeError) as e:
+        raise OutputError(f"{marker}: unreadable ({e}); choose another --out") from None
+    if name != spec.name:
+        raise OutputError(f"study output {out} holds the study {name!r}, not {spec.name!r}; "
+                          "choose another --out (running the same study again resumes it)")
+
+
+def _run_locked(spec, jobs, out, workers, dask_scheduler, progress, command, on_result,
+                report) -> dict:
+    t0 = time.perf_counter()
     store = ResultStore(out)
     atomic_write_text(out / "study.json", json.dumps(spec.to_dict(), indent=2) + "\n")
     pending = [j for j in jobs if j["key"] not in store]

@@ -34,6 +34,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -43,8 +45,9 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10: pip install tomli
     import tomli as tomllib  # type: ignore[no-redef]
 
+from ..config import TrainConfig, check_option
 from ..errors import ConfigError
-from ..experiment import TrainConfig
+from ..outputs import safe_name
 from .tasks import OPTIONS
 
 __all__ = ["StudySpec", "load_spec", "parse_spec", "builtin_names", "builtin_path", "SCALES"]
@@ -53,14 +56,8 @@ SCALES = ("full", "quick", "tiny")
 TOP_KEYS = ("name", "title", "description", "report", "seeds", "data_with_dir", "base",
             "options", "axes", "quick", "tiny")
 SCALE_KEYS = ("seeds", "base", "options", "axes")
-TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
-_NUM = (int, float)
-_INIT = (str, int, float)
-_TYPES = {"data": str, "data_dir": str, "download": bool, "model": str, "hidden": (str, list),
-          "norm": str, "act": str, "dropout": _NUM, "weight_init": _INIT, "bias_init": _INIT,
-          "gamma_init": _INIT, "beta_init": _INIT, "optimizer": str, "lr": _NUM,
-          "momentum": _NUM, "weight_decay": _NUM, "schedule": str, "label_smoothing": _NUM,
-          "batch_size": int, "epochs": int, "seed": int, "model_options": dict}
+TRAIN_KEYS = tuple(TrainConfig.options())
+MAX_RUNS = 10_000  # a grid beyond this is a typo, not a study (it would run for weeks)
 
 
 @dataclass
@@ -113,13 +110,13 @@ def _check_keys(src: str, where: str, table, valid) -> None:
 
 
 def _check_value(src: str, where: str, key: str, value) -> None:
-    """Type-check one training option or task option value."""
-    want = _TYPES.get(key) if key in TRAIN_KEYS else OPTIONS[key][1]
-    ok = isinstance(value, want) and not (isinstance(value, bool) and bool not in (
-        want if isinstance(want, tuple) else (want,)))
-    if not ok:
-        names = want.__name__ if isinstance(want, type) else "/".join(t.__name__ for t in want)
-        raise _err(src, f"{where}.{key}", f"got {value!r}; expected {names}")
+    """Check one training option or task option against its :class:`~gammabeta.config.Option`
+    (the same definition ``gammabeta train`` uses)."""
+    label = f"{src}: {where}.{key}"
+    if key in TRAIN_KEYS:
+        TrainConfig.check(key, value, label)
+    else:
+        check_option(key, value, OPTIONS[key][1], label)
 
 
 def _check_setter(src: str, where: str, table: dict, allow_label: bool = False) -> None:
@@ -191,7 +188,10 @@ def parse_spec(text: str, source: str = "<string>", scale: str = "full") -> Stud
     for key in ("name", "title", "description", "report", "data_with_dir"):
         if key in raw and not isinstance(raw[key], str):
             raise _err(source, key, f"got {raw[key]!r}; expected a string")
-    name = raw.get("name") or Path(source).stem
+    if "name" in raw:
+        name = safe_name(raw["name"], f"{source}: name")
+    else:  # the file's own name, made safe for a folder name
+        name = re.sub(r"[^A-Za-z0-9._+=,-]+", "_", Path(source).stem).lstrip("._") or "study"
     from .report import REPORTS
 
     report = raw.get("report", "generic")
@@ -222,6 +222,11 @@ def parse_spec(text: str, source: str = "<string>", scale: str = "full") -> Stud
             axes = {**axes, **new_axes}
             if "seeds" in over:
                 seeds = _seeds(source, f"{level}.seeds", over["seeds"])
+    runs = len(seeds) * math.prod(len(v) for v in axes.values())
+    if runs > MAX_RUNS:
+        sizes = " × ".join([*(str(len(v)) for v in axes.values()), f"{len(seeds)} seeds"])
+        raise _err(source, "axes", f"the grid has {runs:,} runs ({sizes}); at most "
+                   f"{MAX_RUNS:,} per study: split it into several studies")
     return StudySpec(name=name, title=raw.get("title", name),
                      description=raw.get("description", "").strip(), report=report,
                      seeds=seeds, base=base, options=options, axes=axes, source=source,

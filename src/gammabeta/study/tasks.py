@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from .. import nn
+from ..config import LIMITS, Option
 from ..data.loader import DataLoader
 from ..data.registry import load_dataset
 from ..errors import ConfigError, NonFiniteError
@@ -36,25 +37,38 @@ from ..train import History, evaluate, fit
 
 __all__ = ["OPTIONS", "execute", "run_job"]
 
-# name: (default, accepted types, help)
+def _o(default, kind, help, **kw) -> tuple:
+    return default, Option(kind, help, **kw)
+
+
+# name: (default, Option): types and ranges checked by the study loader (config.check_option)
 OPTIONS: dict[str, tuple] = {
-    "eval_every": (0, int, "test accuracy every N steps (0: at the end of every epoch)"),
-    "max_train": (0, int, "use only the first N training samples (0: all); for tiny runs"),
-    "max_test": (0, int, "use only the first N test samples (0: all); for tiny runs"),
-    "l1_gamma": ((0.0), (int, float), "L1 penalty λ on γ: λ·sign(γ) added to γ.grad"),
-    "prune": ([], list, "after training, prune these fractions of BN channels (smallest |γ|)"),
-    "finetune_epochs": (0, int, "epochs of fine-tuning after each pruning (0: none)"),
-    "finetune_lr": (1e-3, (int, float), "constant AdamW learning rate of the fine-tuning"),
-    "trainable": ("all", str, "all | bn (only γ, β) | random (as many random weights as γ, β)"),
-    "zero_last_gamma": (False, bool, "γ = 0 in the last BN of every residual block"),
-    "track": ("", str, "'' or 'last_activation_input': percentiles of the input to the last "
-                       "activation (unit 0) and gradient norms at every evaluation"),
-    "record_gamma": (False, bool, "store the final γ of every BN channel in the row"),
-    "weight_scale": (1.0, (int, float), "multiply every weight (ndim >= 2) by this after "
-                                        "initialization: the init's std × s"),
-    "weight_scale_layers": ("all", str, "all | hidden: which weights weight_scale multiplies "
-                                        "(hidden: all but the output layer's)"),
-    "steps": (0, int, "stop after this many optimizer steps (0: train for all the epochs)"),
+    "eval_every": _o(0, "int", "test accuracy every N steps (0: at the end of every epoch)",
+                     lo=0),
+    "max_train": _o(0, "int", "use only the first N training samples (0: all); for tiny runs",
+                    lo=0),
+    "max_test": _o(0, "int", "use only the first N test samples (0: all); for tiny runs", lo=0),
+    "l1_gamma": _o(0.0, "float", "L1 penalty λ on γ: λ·sign(γ) added to γ.grad", lo=0),
+    "prune": _o([], "fractions", "after training, prune these fractions of BN channels "
+                                 "(smallest |γ|)"),
+    "finetune_epochs": _o(0, "int", "epochs of fine-tuning after each pruning (0: none)", lo=0,
+                          hi=LIMITS["epochs"]),
+    "finetune_lr": _o(1e-3, "float", "constant AdamW learning rate of the fine-tuning", lo=0,
+                      lo_open=True),
+    "trainable": _o("all", "str", "all | bn (only γ, β) | random (as many random weights as "
+                                  "γ, β)", choices=("all", "bn", "random")),
+    "zero_last_gamma": _o(False, "bool", "γ = 0 in the last BN of every residual block"),
+    "track": _o("", "str", "'' or 'last_activation_input': percentiles of the input to the last "
+                           "activation (unit 0) and gradient norms at every evaluation",
+                choices=("", "last_activation_input")),
+    "record_gamma": _o(False, "bool", "store the final γ of every BN channel in the row"),
+    "weight_scale": _o(1.0, "float", "multiply every weight (ndim >= 2) by this after "
+                                     "initialization: the init's std × s", lo=0),
+    "weight_scale_layers": _o("all", "str", "all | hidden: which weights weight_scale "
+                              "multiplies (hidden: all but the output layer's)",
+                              choices=("all", "hidden")),
+    "steps": _o(0, "int", "stop after this many optimizer steps (0: train for all the epochs)",
+                lo=0),
 }
 
 

@@ -1,0 +1,380 @@
+"""``gammabeta train``: flags derived from :class:`~gammabeta.config.TrainConfig`, checked
+before anything is read or written, into a folder that never replaces a run silently.
+
+Where each option comes from, lowest priority first: TrainConfig's defaults, then
+``--config FILE.toml`` (the keys of a study's ``[base]``), then the flags given. Flags that
+were not typed are absent from the parsed namespace (``argparse.SUPPRESS``), so a value
+equal to its default still counts as given, and ``--resume`` can refuse options that differ
+from the run it continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import MODEL_FLAGS, Option, TrainConfig, parse_text, recipe
+from .errors import ConfigError, GammabetaError
+from .outputs import check_run_folder, existing_run_files, locked, run_folder_name
+
+__all__ = ["add_train_arguments", "cmd_train", "train_and_save", "STATE_FILE", "flag"]
+
+STATE_FILE = "train_state.safetensors"
+_GROUPS = {"data": ("data", "data_dir", "download"),
+           "optimization": ("optimizer", "lr", "momentum", "weight_decay", "schedule",
+                            "label_smoothing", "batch_size", "epochs", "seed"),
+           "robustness": ("on_nonfinite", "clip_grad_norm")}
+
+
+def flag(name: str) -> str:
+    """``batch_size`` -> ``--batch-size``."""
+    return "--" + name.replace("_", "-")
+
+
+def _add(group, name: str, o: Option, default) -> None:
+    """One flag; its text is converted and checked by :func:`_given`, not by argparse, so
+    every problem reads the same way (``--epochs=0; expected ...``) and all are listed."""
+    mlp = recipe("mlp", 1)
+    if default is None and name in mlp:
+        shown = f"the model's recipe; {mlp[name]} for mlp on vectors"
+    elif default is None or isinstance(default, bool):
+        shown = {None: "none", False: "off", True: "on"}.get(default, default)
+    else:
+        shown = default
+    help_text = f"{o.help} (default: {shown})"
+    if o.kind == "bool":
+        group.add_argument(flag(name), dest=name, action="store_true",
+                           default=argparse.SUPPRESS, help=help_text)
+        return
+    metavar = o.metavar or ("{" + ",".join(o.choices) + "}" if o.choices else name.upper())
+    group.add_argument(flag(name), dest=name, metavar=metavar, default=argparse.SUPPRESS,
+                       help=help_text)
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """Every TrainConfig option as a flag (grouped), the model flags and the run options."""
+    groups = {g: p.add_argument_group(g) for g in ("data", "model", "optimization",
+                                                      "robustness")}
+    defaults = TrainConfig().to_dict()
+    for name, o in TrainConfig.options().items():
+        if not o.cli:
+            continue
+        group = next((g for g, names in _GROUPS.items() if name in names), "model")
+        _add(groups[group], name, o, defaults[name])
+    for name, o in MODEL_FLAGS.items():
+        _add(groups["model"], name, o, "the model's own")
+    r = p.add_argument_group("run")
+    r.add_argument("--config", metavar="FILE.toml", default=None,
+                   help="read options from a TOML file (the keys of a study's [base]); flags "
+                        "given on the command line take precedence")
+    r.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default: runs/DATA-MODEL[-option=value...]-seedN, "
+                        "naming every option that differs from its default)")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (otherwise refused)")
+    r.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the run in DIR with its own options (other training "
+                        "options are refused when they differ)")
+    r.add_argument("--checkpoint-every", default=None, metavar="N",
+                   help="also save the training state every N steps (always: every epoch)")
+    r.add_argument("--diagnostics", action="store_true",
+                   help="record per-layer activation statistics and gradient norms into "
+                        "DIR/diagnostics.json")
+    r.add_argument("--diagnostics-every", default=None, metavar="N",
+                   help="with --diagnostics: record every N steps (default 10)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+_EVERY = Option("int", "", lo=1, hi=10**9)
+
+
+def _read_toml(path: Path) -> dict:
+    """The options of ``--config FILE``: TrainConfig keys (plus a model_options table)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"--config {path}: cannot read it ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--config {path}: not UTF-8 text; expected a TOML file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"--config {path}: not valid TOML ({e})") from None
+    if "base" in raw and isinstance(raw["base"], dict) and len(raw) == 1:
+        raw = raw["base"]  # a study's [base] table pasted as is
+    if not raw:
+        raise ConfigError(f"--config {path}: holds no options; expected keys such as "
+                          f"model = \"mlp\" (valid: {', '.join(TrainConfig.options())})")
+    valid = TrainConfig.options()
+    unknown = [k for k in raw if k not in valid]
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown option(s) {unknown}; valid: "
+                          f"{', '.join(valid)}")
+    return {k: TrainConfig.check(k, v, f"{path}: {k}") for k, v in raw.items()}
+
+
+def _given(a) -> dict:
+    """The training options typed on the command line, converted and checked (model flags
+    go into model_options); every problem is listed in one :class:`ConfigError`."""
+    out, model_opts, problems = {}, {}, []
+    options = {**TrainConfig.options(), **MODEL_FLAGS}
+    for name, o in options.items():
+        if not hasattr(a, name):
+            continue
+        value = getattr(a, name)
+        try:
+            value = value if o.kind == "bool" else parse_text(flag(name), value, o)
+        except ConfigError as e:
+            problems.append(str(e))
+            continue
+        (model_opts if name in MODEL_FLAGS else out)[name] = value
+    if problems:
+        raise ConfigError("; ".join(problems))
+    if model_opts:
+        out["model_options"] = model_opts
+    return out
+
+
+def _every(a, name: str) -> int | None:
+    text = getattr(a, name)
+    return None if text is None else parse_text(flag(name), text, _EVERY)
+
+
+def config_from_args(a) -> TrainConfig:
+    """The validated TrainConfig of ``gammabeta train``'s flags and ``--config`` file."""
+    given = _given(a)
+    from_file = _read_toml(Path(a.config)) if a.config else {}
+    values = {**from_file, **given}
+    if "model_options" in from_file and "model_options" in given:
+        values["model_options"] = {**from_file["model_options"], **given["model_options"]}
+
+    def label(name):
+        return flag(name) if name in given else f"{a.config}: {name}" if name in from_file \
+            else name
+
+    return TrainConfig(**values).validate(label)
+
+
+class _Progress:
+    """A tqdm bar over the epochs of a run, with the last epoch's loss and accuracy."""
+
+    def __init__(self, desc: str, enabled: bool, initial: int = 0):
+        self.desc, self.enabled, self.bar, self.initial = desc, enabled, None, initial
+
+    def on_start(self, cfg, dataset):
+        if dataset.note:
+            print(f"note: {dataset.note}", file=sys.stderr)
+        if self.enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=cfg.epochs, desc=self.desc, unit="epoch", file=sys.stderr,
+                            dynamic_ncols=True, initial=self.initial)
+
+    def on_epoch(self, rec):
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        post = {"loss": f"{rec['train_loss']:.3f}"}
+        if "val_accuracy" in rec:
+            post["test_acc"] = f"{100 * rec['val_accuracy']:.1f}%"
+        self.bar.set_postfix(post)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _StopOnSigint:
+    """First Ctrl-C asks the loop to stop after the current step (and checkpoint); a second
+    one interrupts at once (atomic writes keep every file whole either way)."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self):
+        import signal
+
+        def handler(signum, frame):
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+            print("\ngammabeta: stopping after this step (Ctrl-C again to abort)",
+                  file=sys.stderr)
+
+        try:
+            self.previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread: leave SIGINT alone
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+def train_and_save(cfg, out: Path, quiet: bool = False, resume: bool = False,
+                   checkpoint_every: int | None = None, initial_epoch: int = 0,
+                   diagnostics_every: int | None = None, overwrite: bool = False):
+    """Run one training and write metrics.json, model.safetensors and curves.png into ``out``.
+
+    ``out`` must not hold an earlier run unless ``overwrite`` (or ``resume``); it is locked
+    for the run. The full training state goes to ``out/train_state.safetensors`` after every
+    epoch (and every ``checkpoint_every`` steps), so ``gammabeta train --resume out`` can
+    continue. With ``diagnostics_every`` per-layer statistics go to ``out/diagnostics.json``.
+    Files of an overwritten run that this run does not write again are removed at the end.
+    """
+    from .experiment import run
+    from .io import atomic_write_text, save_checkpoint
+    from .plots import plot_curves
+
+    out = Path(out)
+    cfg = cfg.validate()
+    check_run_folder(out, overwrite or resume)
+    created = not out.exists()
+    prog = _Progress(f"{Path(str(cfg.data)).name}/{cfg.model} seed {cfg.seed}", not quiet,
+                     initial_epoch)
+    diag: list = []
+
+    def on_model(model):
+        if diagnostics_every:
+            from .diagnostics import attach
+
+            diag.append(attach(model))
+
+    def on_step(step, loss):
+        if diag and step % diagnostics_every == 0:
+            diag[0].record_step(step)
+
+    try:
+        with locked(out, "gammabeta train"), _StopOnSigint() as stop:
+            check_run_folder(out, overwrite or resume)  # again, now that the folder is ours
+            try:
+                result = run(cfg, on_epoch=prog.on_epoch, on_start=prog.on_start,
+                             on_step=on_step, state_path=out / STATE_FILE, resume=resume,
+                             on_model=on_model, checkpoint_every=checkpoint_every,
+                             should_stop=lambda: stop.requested)
+            finally:
+                prog.close()
+                if diag:
+                    diag[0].save(out / "diagnostics.json")
+            metrics = result.metrics()
+            meta = {"format": "gammabeta-checkpoint-1", "gammabeta_version": __version__,
+                    "config": json.dumps(result.config.to_dict()),
+                    "input_shape": json.dumps(list(result.input_shape)),
+                    "num_classes": str(result.num_classes)}
+            save_checkpoint(out / "model.safetensors", result.model.state_dict(), meta)
+            atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+            plot_curves(metrics["history"], out / "curves.png",
+                        title=f"{cfg.data} / {cfg.model}: test accuracy "
+                              f"{100 * result.test_accuracy:.2f}%")
+            if overwrite and not diagnostics_every and not resume:
+                (out / "diagnostics.json").unlink(missing_ok=True)  # the old run's
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # nothing written: leave no empty folder behind
+        raise
+    return result
+
+
+def _summary(result, out: Path) -> str:
+    h = result.history
+    rows = [("data", result.config.data), ("model", result.config.model),
+            ("parameters", f"{result.model.num_parameters():,}"),
+            ("epochs", str(len(h))), ("final train loss", f"{h.records[-1]['train_loss']:.4f}"),
+            ("test loss", f"{result.test_loss:.4f}"),
+            ("test accuracy", f"{100 * result.test_accuracy:.2f}%"),
+            ("time", f"{result.seconds:.1f} s"), ("outputs", str(out))]
+    if result.dataset_note:
+        rows.insert(1, ("note", result.dataset_note))
+    w = max(len(k) for k, _ in rows)
+    v = max(len(val) for _, val in rows)
+    line = "+" + "-" * (w + 2) + "+" + "-" * (v + 2) + "+"
+    body = [f"| {k:<{w}} | {val:<{v}} |" for k, val in rows]
+    return "\n".join([line, *body, line])
+
+
+def _resume_config(folder: Path):
+    """The config and finished-epoch count stored in ``folder``'s training state."""
+    from .io import load_checkpoint
+
+    path = folder / STATE_FILE
+    if not path.is_file():
+        done = existing_run_files(folder) if folder.is_dir() else []
+        hint = (f" (the run there finished: {', '.join(done)})" if "model.safetensors" in done
+                else "")
+        raise ConfigError(f"--resume {folder}: no {STATE_FILE} there{hint}; expected the "
+                          "output folder of an earlier gammabeta train run")
+    _, meta = load_checkpoint(path)
+    try:
+        cfg = TrainConfig.from_dict(json.loads(meta["config"])).validate()
+        done = int(json.loads(meta["loop"])["epoch"]) - 1
+    except (KeyError, ValueError, TypeError, GammabetaError) as e:
+        raise ConfigError(f"{path}: damaged training state ({e})") from None
+    if done < 0:
+        raise ConfigError(f"{path}: damaged training state (epoch {done + 1})")
+    return cfg, done
+
+
+def _refuse_conflicts(a, stored: TrainConfig) -> None:
+    """``--resume`` keeps the run's options: refuse any given one that differs."""
+    given = _given(a)
+    if a.config:
+        given = {**_read_toml(Path(a.config)), **given}
+    keep = stored.to_dict()
+    differ = []
+    for k, v in given.items():
+        if k == "model_options":
+            diff = {mk: mv for mk, mv in v.items() if keep[k].get(mk) != mv}
+            differ += [f"{flag(mk)} {mv!r} (the run has {keep[k].get(mk)!r})"
+                       for mk, mv in diff.items()]
+        elif keep[k] != v:
+            differ.append(f"{flag(k)} {v!r} (the run has {keep[k]!r})")
+    if differ:
+        raise ConfigError(f"--resume {a.resume} continues that run with its own options, but "
+                          f"{'; '.join(differ)}; drop them, or start a new run with --out")
+    if a.out and Path(a.out).resolve() != Path(a.resume).resolve():
+        raise ConfigError(f"--resume {a.resume} writes into its own folder; --out {a.out} "
+                          "cannot be combined with it")
+
+
+def cmd_train(a) -> int:
+    from .errors import TrainingInterrupted
+
+    initial = 0
+    checkpoint_every = _every(a, "checkpoint_every")
+    every = _every(a, "diagnostics_every") or 10
+    if a.diagnostics_every is not None and not a.diagnostics:
+        raise ConfigError("--diagnostics-every needs --diagnostics")
+    if a.resume:
+        if a.overwrite:
+            raise ConfigError("--resume continues a run and --overwrite replaces one; "
+                              "give one of them")
+        out = Path(a.resume)
+        cfg, initial = _resume_config(out)
+        _refuse_conflicts(a, cfg)
+    else:
+        cfg = config_from_args(a)
+        out = Path(a.out or Path("runs") / run_folder_name(cfg.to_dict()))
+        check_run_folder(out, a.overwrite)
+    try:
+        result = train_and_save(cfg, out, a.quiet, resume=bool(a.resume),
+                                checkpoint_every=checkpoint_every, initial_epoch=initial,
+                                diagnostics_every=every if a.diagnostics else None,
+                                overwrite=a.overwrite)
+    except TrainingInterrupted as e:
+        print(f"gammabeta: {e}; training state saved in {out / STATE_FILE}\n"
+              f"resume with: gammabeta train --resume {out}", file=sys.stderr)
+        return 130
+    print(_summary(result, out))
+    return 0
+
+
