@@ -125,7 +125,7 @@ def test_wrong_shape_names_file_and_both_shapes(runs, tmp_path, capsys):
     assert "(3, 39)" in capsys.readouterr().err
     (tmp_path / "text.csv").write_text("a,b\n1,x\n")
     assert main(["predict", "--model", str(runs["vec"]), str(tmp_path / "text.csv")]) == 2
-    assert "'x' is not a finite number" in capsys.readouterr().err
+    assert "line 2, column 'b': 'x' is not a number" in capsys.readouterr().err
 
 
 def test_bad_checkpoints_are_refused_without_running_code(runs, tmp_path, capsys):

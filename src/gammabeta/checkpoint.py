@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 
-from .errors import CheckpointError
+from .errors import CheckpointError, StateDictError
 from .io import load_checkpoint, save_checkpoint
 
 __all__ = ["save_training_state", "load_training_state", "FORMAT"]
@@ -68,8 +68,120 @@ def save_training_state(path, model, optimizer, scheduler, loop: dict, config: d
     return save_checkpoint(path, tensors, meta)
 
 
+def _check_loop(path, loop) -> None:
+    """The loop position must be sane: epoch >= 1, batch and step >= 0 (ints), sums finite,
+    random states restorable."""
+    if not isinstance(loop, dict):
+        raise CheckpointError(f"{path}: loop state is a {type(loop).__name__}; expected a dict")
+    for key, low in (("epoch", 1), ("batch", 0), ("step", 0)):
+        v = loop.get(key, low)
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise CheckpointError(f"{path}: loop {key}={v!r}; expected an int >= {low}")
+    sums = loop.get("sums", [0.0, 0, 0, 0])
+    if not isinstance(sums, list) or len(sums) != 4 or not _finite_number(sums[0]) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in sums[1:]):
+        raise CheckpointError(f"{path}: loop sums={sums!r}; expected a finite loss sum and 3 "
+                              "ints >= 0 (correct, seen, skipped)")
+    if not isinstance(loop.get("history", []), list):
+        raise CheckpointError(f"{path}: loop history is a {type(loop['history']).__name__}; "
+                              "expected a list of per-epoch records")
+    for key in ("rng", "rng_epoch"):
+        if loop.get(key) is not None:
+            _check_rng_state(path, key, loop[key])
+    lr = loop.get("lr_epoch")
+    if lr is not None and not _finite_number(lr):
+        raise CheckpointError(f"{path}: loop lr_epoch={lr!r}; expected a finite number")
+
+
+def _finite_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+def _check_rng_state(path, key: str, state) -> None:
+    """A generator state NumPy can restore (tried on a scratch bit generator)."""
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    cls = getattr(np.random, name, None) if isinstance(name, str) else None
+    try:
+        if not (isinstance(cls, type) and issubclass(cls, np.random.BitGenerator)):
+            raise ValueError(f"unknown bit generator {name!r}")
+        cls().state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as e:
+        raise CheckpointError(f"{path}: loop {key} is not a random generator state NumPy can "
+                              f"restore ({e})") from None
+
+
+def _check_optimizer(path, opt, tensors) -> None:
+    """Optimizer arrays (moments, ...) finite; scalars and hyper-parameters finite numbers."""
+    for key, val in tensors.items():
+        if key.startswith("optim.") and val.dtype.kind == "f" and not np.isfinite(val).all():
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(val))[0])
+            raise CheckpointError(f"{path}: optimizer state {key!r} holds "
+                                  f"{int((~np.isfinite(val)).sum())} non-finite values (first "
+                                  f"at index {bad}: {val[bad]}); expected finite numbers")
+    if not isinstance(opt, dict) or not isinstance(opt.get("scalars"), dict) \
+            or not isinstance(opt.get("param_groups"), list):
+        raise CheckpointError(f"{path}: damaged optimizer metadata; expected 'scalars' and "
+                              "'param_groups'")
+    items = [(f"state {i}", k, v) for i, st in opt["scalars"].items() if isinstance(st, dict)
+             for k, v in st.items()]
+    items += [(f"group {i}", k, v) for i, g in enumerate(opt["param_groups"])
+              if isinstance(g, dict) for k, v in g.items() if k != "params"]
+    for where, key, v in items:
+        for x in (v if isinstance(v, (tuple, list)) else (v,)):
+            if isinstance(x, float) and not np.isfinite(x):
+                raise CheckpointError(f"{path}: optimizer {where} {key}={v!r}; expected "
+                                      "finite numbers")
+        if key == "step" and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise CheckpointError(f"{path}: optimizer {where} step={v!r}; expected an int >= 0")
+
+
+def _optimizer_state(path, opt, tensors) -> dict:
+    """``{parameter index: {name: value}}`` from the JSON scalars and the ``optim.*`` arrays."""
+    try:
+        state: dict = {int(i): dict(s) for i, s in opt["scalars"].items()}
+        for key, val in tensors.items():
+            if key.startswith("optim."):
+                _, idx, name = key.split(".", 2)
+                state.setdefault(int(idx), {})[name] = val
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: damaged optimizer state ({e})") from None
+    return state
+
+
+def _snapshot(model, optimizer):
+    """A function that puts back the model's values and the optimizer's state as they are now
+    (copied directly: no checks, so it works whatever the values)."""
+    params = [(p, p.data.copy()) for p in model.parameters()]
+    bufs = [(m, k, np.array(b, copy=True)) for m in model.modules()
+            for k, b in m._buffers.items() if b is not None]
+    opt_state = optimizer.state_dict() if optimizer is not None else None
+
+    def restore() -> None:
+        for p, data in params:
+            p.data[...] = data
+        for m, k, b in bufs:
+            m._buffers[k] = b
+        if opt_state is not None:
+            optimizer.load_state_dict(opt_state)
+    return restore
+
+
 def load_training_state(path, model, optimizer, scheduler) -> tuple[dict, dict]:
-    """Restore model, optimizer and scheduler in place; return ``(loop, config)``."""
+    """Restore model, optimizer and scheduler in place; return ``(loop, config)``.
+
+    Everything is checked first — loop position (epoch, batch, step: non-negative ints),
+    optimizer arrays and scalars finite, model values (see
+    :meth:`gammabeta.nn.Module.load_state_dict`) — so a refused file changes nothing; a
+    failure while restoring the optimizer or scheduler puts the model and optimizer back.
+
+    Raises
+    ------
+    CheckpointError
+        Not a training-state file, damaged metadata, a bad loop position or a non-finite
+        optimizer value (the message names the file and the key).
+    StateDictError
+        The model part does not fit the model (prefixed with the file name).
+    """
     tensors, meta = load_checkpoint(path)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a gammabeta training-state file (format "
@@ -81,13 +193,20 @@ def load_training_state(path, model, optimizer, scheduler) -> tuple[dict, dict]:
         config = _decode(json.loads(meta["config"]))
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"{path}: damaged training-state metadata ({e})") from None
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state: dict = {int(i): dict(s) for i, s in opt["scalars"].items()}
-    for key, val in tensors.items():
-        if key.startswith("optim."):
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = val
-    optimizer.load_state_dict({"state": state, "param_groups": opt["param_groups"]})
-    if scheduler is not None and sched is not None:
-        scheduler.load_state_dict(sched)
+    _check_loop(path, loop)
+    _check_optimizer(path, opt, tensors)
+    state = _optimizer_state(path, opt, tensors)
+    restore = _snapshot(model, optimizer)
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    except StateDictError as e:
+        raise StateDictError(f"{path}: {e}") from None
+    try:
+        if optimizer is not None:
+            optimizer.load_state_dict({"state": state, "param_groups": opt["param_groups"]})
+        if scheduler is not None and sched is not None:
+            scheduler.load_state_dict(sched)
+    except BaseException:
+        restore()
+        raise
     return loop, config

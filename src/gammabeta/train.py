@@ -110,6 +110,22 @@ def _first_nonfinite_grad(model: nn.Module) -> str | None:
     return None
 
 
+def _first_nonfinite_buffer(model: nn.Module, xb) -> str | None:
+    """A phrase naming the first floating buffer (running statistic) holding NaN or inf, with
+    the batch's largest magnitude, else None. Cheap: one float64 sum per (small) buffer."""
+    for name, b in model.named_buffers():
+        b = np.asarray(b)
+        if b.dtype.kind != "f" or np.isfinite(b.sum(dtype=np.float64)):
+            continue
+        bad = b[~np.isfinite(b)]
+        if bad.size:  # (a float64 sum can overflow only for float64 buffers near 1e308)
+            big = float(np.max(np.abs(xb))) if np.size(xb) else 0.0
+            return (f"{name!r} became non-finite ({bad.flat[0]}); the values reaching it are "
+                    f"too large for {b.dtype} statistics (max |x| in the input batch = "
+                    f"{big:.3g}): scale the data")
+    return None
+
+
 class _Loop:
     """Position and random state of a run, JSON-ready for a training-state checkpoint."""
 
@@ -146,6 +162,9 @@ def train_epoch(model, loader, optimizer, loss_fn, scheduler=None, on_step=None,
             raise NonFiniteError(f"training loss became {loss} at epoch {epoch}, step {step}")
         model.backward(loss_fn.backward())
         optimizer.step()
+        bad = _first_nonfinite_buffer(model, xb)
+        if bad is not None:
+            raise NonFiniteError(f"epoch {epoch}, step {step + 1}: {bad}")
         if scheduler is not None:
             scheduler.step()
         step += 1
@@ -170,9 +189,11 @@ def fit(model: nn.Module, x_train, y_train, *, optimizer, epochs: int, batch_siz
     ``scheduler.step()`` follows every optimizer step. Batches come from a seeded
     :class:`DataLoader` that never yields a trailing batch of one.
 
-    Robustness options: ``on_nonfinite="raise"`` stops at the first NaN/inf loss, activation
-    or gradient with a message naming the epoch, step and first layer (or parameter) where it
-    appeared; ``"skip-step"`` discards that step (running statistics restored) and counts it.
+    Robustness options: ``on_nonfinite="raise"`` stops at the first NaN/inf loss, activation,
+    gradient or running statistic (a float buffer, e.g. a BatchNorm ``running_var``
+    overflowing float32) with a message naming the epoch, step and first layer, parameter
+    or buffer where it appeared; ``"skip-step"`` discards that step (no parameter update,
+    running statistics restored) and counts it.
     ``clip_grad_norm`` clips the global gradient norm. ``checkpoint(loop_state)`` is called
     after every epoch, every ``checkpoint_every`` steps and before a requested stop
     (``should_stop()`` true after a step raises :class:`TrainingInterrupted`); ``resume`` is
@@ -200,7 +221,8 @@ def fit(model: nn.Module, x_train, y_train, *, optimizer, epochs: int, batch_siz
                      if b is not None] if skip else None
             optimizer.zero_grad()
             logits = model(xb)
-            problem = None
+            problem, hint = None, ("; lower the learning rate, clip gradients "
+                                   "(--clip-grad-norm), or check the data")
             try:
                 loss = float(loss_fn(logits, yb))
             except NonFiniteError:
@@ -213,11 +235,13 @@ def fit(model: nn.Module, x_train, y_train, *, optimizer, epochs: int, batch_siz
                 bad = _first_nonfinite_grad(model)
                 if bad is not None:
                     problem = f"non-finite gradient, first in parameter {bad!r}"
+                else:  # running statistics: updated by the forward pass, never by the step
+                    problem = _first_nonfinite_buffer(model, xb)
+                    hint = ""
             if problem is not None:
                 if not skip:
-                    raise NonFiniteError(
-                        f"epoch {loop.epoch}, step {loop.step + 1}: {problem}; lower the "
-                        "learning rate, clip gradients (--clip-grad-norm), or check the data")
+                    raise NonFiniteError(f"epoch {loop.epoch}, step {loop.step + 1}: {problem}"
+                                         + hint)
                 for m, k, b in saved:
                     m._buffers[k] = b
                 optimizer.zero_grad()

@@ -190,12 +190,15 @@ class _Progress:
 
 
 class _StopOnSigint:
-    """First Ctrl-C asks the loop to stop after the current step (and checkpoint); a second
-    one interrupts at once (atomic writes keep every file whole either way)."""
+    """First Ctrl-C (or SIGTERM) asks the loop to stop after the current step and save the
+    training state; a second one interrupts at once (atomic writes keep every file whole
+    either way). The command then exits 130."""
+
+    _SIGNALS = ("SIGINT", "SIGTERM")
 
     def __init__(self):
         self.requested = False
-        self.previous = None
+        self.previous: dict = {}
 
     def __enter__(self):
         import signal
@@ -207,17 +210,19 @@ class _StopOnSigint:
             print("\ngammabeta: stopping after this step (Ctrl-C again to abort)",
                   file=sys.stderr)
 
-        try:
-            self.previous = signal.signal(signal.SIGINT, handler)
-        except ValueError:  # not the main thread: leave SIGINT alone
-            self.previous = None
+        for name in self._SIGNALS:
+            try:
+                sig = getattr(signal, name)
+                self.previous[sig] = signal.signal(sig, handler)
+            except (ValueError, AttributeError):  # not the main thread: leave it alone
+                pass
         return self
 
     def __exit__(self, *exc):
         import signal
 
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for sig, previous in self.previous.items():
+            signal.signal(sig, previous)
         return False
 
 

@@ -198,7 +198,7 @@ class Report:
 
     def save(self, path) -> None:
         """Write the JSON report atomically."""
-        atomic_write_text(path, self.to_json() + "\n")
+        atomic_write_text(path, self.to_json() + "\n", parents=False)
 
 
 @dataclass
@@ -253,4 +253,4 @@ class Reports:
 
     def save(self, path) -> None:
         """Write the JSON reports atomically."""
-        atomic_write_text(path, self.to_json() + "\n")
+        atomic_write_text(path, self.to_json() + "\n", parents=False)

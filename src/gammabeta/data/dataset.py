@@ -48,7 +48,8 @@ class Dataset:
         return tuple(self.x_train.shape[1:])
 
     def validate(self) -> Dataset:
-        """Check shapes, dtypes, label range and finiteness; return self or raise DataError."""
+        """Check shapes, dtypes, label range, finiteness and that y_train holds at least 2
+        classes; return self or raise DataError."""
         where = f"dataset {self.name!r}"
         nc = self.num_classes
         if isinstance(nc, bool) or not isinstance(nc, int | np.integer) or nc < 1:
@@ -88,6 +89,10 @@ class Dataset:
                     f"{where}: y_{part} has labels in [{lo}, {hi}]; "
                     f"expected integers in [0, {nc})"
                 )
+        classes = np.unique(self.y_train)
+        if classes.size < 2:
+            raise DataError(f"{where}: y_train holds only class {int(classes[0])}; a classifier "
+                            "needs at least 2 classes")
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
             raise DataError(
                 f"{where}: x_train samples have shape {self.x_train.shape[1:]} but x_test "

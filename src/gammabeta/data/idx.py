@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from gammabeta.data.dataset import Dataset, default_cache_dir, split
+from gammabeta.data.limits import check_memory
 from gammabeta.errors import ConfigError, DataError
 from gammabeta.io import atomic_write
 
@@ -28,6 +29,7 @@ _DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E
 _CODES_TEXT = "0x08 ubyte, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64"
 _CHUNK = 1 << 20
 _MAX_DOWNLOAD = 100 * 2**20  # the largest published file (train images) is about 26 MiB
+_MAX_RATIO = 1100  # deflate expands at most ~1032:1; a .gz claiming more is lying
 
 _SPLITS = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -98,6 +100,12 @@ def _size_error(path: Path, got: int, need: int, dims: tuple[int, ...], dtype: n
         raise DataError(f"{path}: trailing data after the IDX array: {what}, found more")
 
 
+def _check_memory(path: Path, need: int, dims: tuple[int, ...], dtype: np.dtype) -> None:
+    """Raise DataError if reading dims of dtype (the bytes, then the native copy) would not
+    fit in the memory available."""
+    check_memory(2 * need, f"{path}: IDX array of dims {dims} {dtype.name} (read and converted)")
+
+
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an IDX file (raw or gzip-compressed) into a native-endian array of its dims."""
     path = Path(path)
@@ -110,13 +118,20 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
             dtype, dims, header = _read_header(f.read, path)
             need = math.prod(dims) * dtype.itemsize
             _size_error(path, path.stat().st_size - header, need, dims, dtype)  # before allocating
+            _check_memory(path, need, dims, dtype)
             data = f.read(need)
         _size_error(path, len(data), need, dims, dtype)  # the file changed under us
     else:
         try:
             with gzip.open(path, "rb") as g:
-                dtype, dims, _ = _read_header(g.read, path)
+                dtype, dims, header = _read_header(g.read, path)
                 need = math.prod(dims) * dtype.itemsize
+                most = _MAX_RATIO * path.stat().st_size + 4096 - header
+                if need > most:  # deflate cannot expand more than ~1032:1
+                    raise DataError(f"{path}: truncated IDX data: dims {dims} of {dtype.name} "
+                                    f"need {need:,} bytes but a gzip file of "
+                                    f"{path.stat().st_size:,} bytes holds at most {most:,}")
+                _check_memory(path, need, dims, dtype)
                 buf = bytearray()
                 while len(buf) <= need:  # bounded: at most need + 1 bytes, in chunks
                     chunk = g.read(min(_CHUNK, need + 1 - len(buf)))
@@ -126,7 +141,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as exc:
             raise DataError(f"{path}: corrupt gzip stream ({exc}); expected a valid .gz") from exc
         _size_error(path, len(buf), need, dims, dtype)
-        data = bytes(buf)
+        data = buf
     return np.frombuffer(data, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 

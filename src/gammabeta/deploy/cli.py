@@ -40,8 +40,8 @@ def cmd_export(a) -> int:
     from .onnx_export import export_onnx
     from .predict import load_model
 
-    _output_file(a.onnx, "--onnx", a.overwrite)
     lm = load_model(a.model)
+    _output_file(a.onnx, "--onnx", a.overwrite)
     model, notes = lm.model, []
     if a.fold_bn:
         model = fold_batchnorm(model)
@@ -72,7 +72,7 @@ def cmd_predict(a) -> int:
     if a.batch_size < 1:
         raise ConfigError(f"--batch-size={a.batch_size}; expected a whole number >= 1")
     lm = load_model(a.model)
-    x, y = load_inputs(a.input, lm.input_shape)
+    x, y = load_inputs(a.input, lm.input_shape, max_classes=lm.num_classes)
     probs = predict_proba(lm.model, x, a.batch_size)
     text = format_predictions(probs)
     info = sys.stderr

@@ -3,20 +3,20 @@
 A run folder written by ``gammabeta train`` holds ``model.safetensors`` whose metadata carry
 ``config`` (the TrainConfig JSON), ``input_shape`` (a JSON list) and ``num_classes``;
 :func:`load_model` rebuilds the network from them and loads the weights (strict keys and
-shapes, never a pickle). :func:`load_inputs` reads ``.npz`` (array ``x``, else ``x_test`` or the
-only array), ``.csv`` (numbers, an optional header row; a ``label``/``y`` column is taken as
-labels) or IDX (``uint8`` images scaled by 1/255, as ``load_mnist`` does) and fits them to the
-model: ``(N, *input_shape)`` as is, ``(N, prod(input_shape))`` or any ``(N, ...)`` of the same
-size per sample reshaped; anything else is a :class:`~gammabeta.errors.ShapeError` naming the
-file, the shape it has and the shape the model expects.
+shapes, never a pickle). :func:`load_inputs` reads ``.npz`` (array ``x``, else ``x_test``;
+anything else is refused, listing the arrays found), ``.csv`` (numbers, an optional header
+row naming every column; a ``label``/``y`` column is taken as labels) with the readers
+``gammabeta train`` uses (:mod:`gammabeta.data.files`), or IDX (``uint8`` images scaled by
+1/255, as ``load_mnist`` does) and fits them to the model: ``(N, *input_shape)`` as is,
+``(N, prod(input_shape))`` or any ``(N, ...)`` of the same size per sample reshaped;
+anything else is a :class:`~gammabeta.errors.ShapeError` naming the file, the shape it has
+and the shape the model expects.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +26,6 @@ from .. import nn
 from ..errors import CheckpointError, ConfigError, DataError, ShapeError, StateDictError
 
 __all__ = ["LoadedModel", "load_model", "load_inputs", "predict_proba", "format_predictions"]
-
-_LABELS = ("label", "y")
 
 
 @dataclass
@@ -51,6 +49,45 @@ def _checkpoint_path(path) -> Path:
     return p
 
 
+_MAX_RANK = 4  # (features,), (C, L), (C, H, W), (C, D, H, W)
+_MAX_INPUT = 10**8  # values per sample
+
+
+def _meta_json(p: Path, key: str, raw) -> object:
+    """Decode one metadata value (a JSON string); CheckpointError naming the file if not."""
+    try:
+        return json.loads(raw)
+    except (ValueError, TypeError, RecursionError):
+        raise CheckpointError(f"{p}: metadata {key} = {str(raw)[:80]!r} is not valid JSON; "
+                              "expected a checkpoint written by gammabeta train") from None
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _meta_input_shape(p: Path, raw) -> tuple[int, ...]:
+    """``input_shape``: a list of 1-4 positive ints, at most 10**8 values per sample."""
+    v = _meta_json(p, "input_shape", raw)
+    if not (isinstance(v, list) and 1 <= len(v) <= _MAX_RANK and all(_is_int(s) for s in v)
+            and all(s > 0 for s in v) and math.prod(v) <= _MAX_INPUT):
+        raise CheckpointError(f"{p}: metadata input_shape = {str(raw)[:80]!r}; expected a list "
+                              f"of 1 to {_MAX_RANK} positive ints with at most {_MAX_INPUT:,} "
+                              "values per sample")
+    return tuple(v)
+
+
+def _meta_num_classes(p: Path, raw) -> int:
+    """``num_classes``: an int in [2, MAX_CLASSES] (10,000), as training allows."""
+    from ..data.limits import MAX_CLASSES
+
+    v = _meta_json(p, "num_classes", raw)
+    if not (_is_int(v) and 2 <= v <= MAX_CLASSES):
+        raise CheckpointError(f"{p}: metadata num_classes = {str(raw)[:80]!r}; expected an int "
+                              f"from 2 to {MAX_CLASSES:,}")
+    return v
+
+
 def load_model(path) -> LoadedModel:
     """Rebuild the trained model from ``DIR/model.safetensors`` (or that file), in eval mode."""
     from ..experiment import TrainConfig
@@ -63,11 +100,11 @@ def load_model(path) -> LoadedModel:
     if missing:
         raise CheckpointError(f"{p}: metadata lacks {missing}; expected a checkpoint written by "
                               "gammabeta train (config, input_shape, num_classes)")
+    input_shape = _meta_input_shape(p, meta["input_shape"])
+    num_classes = _meta_num_classes(p, meta["num_classes"])
     try:
         cfg = TrainConfig.from_dict(json.loads(meta["config"]))
-        input_shape = tuple(int(s) for s in json.loads(meta["input_shape"]))
-        num_classes = int(meta["num_classes"])
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, RecursionError) as e:
         raise CheckpointError(f"{p}: unreadable metadata ({e})") from None
     model = build_model(cfg.model, input_shape, num_classes, rng=np.random.default_rng(0),
                         **cfg.model_kwargs())
@@ -79,109 +116,72 @@ def load_model(path) -> LoadedModel:
     return LoadedModel(model, input_shape, num_classes, cfg, p)
 
 
-def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    rows: list[list[str]] = []
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: is not UTF-8 text ({e}); expected a CSV file") from None
-    except csv.Error as e:
-        raise DataError(f"{path}: malformed CSV ({e})") from None
-    if not rows:
-        raise DataError(f"{path}: holds no rows; expected numbers, one sample per row")
-    header, label_col, first = None, None, 1
+def _read_npz(path: Path, max_classes: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Inputs ``x`` (else ``x_test``) and, if present, labels ``y`` (``y_test``) of an .npz."""
+    from ..data.files import check_labels, read_npz
 
-    def number(cell):
-        try:
-            return float(cell)
-        except ValueError:
-            return None
-
-    if any(number(c) is None for c in rows[0]):
-        header = [c.strip().lower() for c in rows[0]]
-        label_col = next((header.index(n) for n in _LABELS if n in header), None)
-    else:
-        first = 0
-    width = len(rows[0])
-    table = np.empty((len(rows) - first, width), dtype=np.float64)
-    for i, row in enumerate(rows[first:]):
-        line = i + first + 1
-        if len(row) != width:
-            raise DataError(f"{path}: row {line} has {len(row)} fields; expected {width}")
-        for j, cell in enumerate(row):
-            v = number(cell)
-            if v is None or not math.isfinite(v):
-                col = header[j] if header else j + 1
-                raise DataError(f"{path}: row {line}, column {col!r}: {cell.strip()!r} is not a "
-                                "finite number")
-            table[i, j] = v
-    if len(table) == 0:
-        raise DataError(f"{path}: has a header but no data rows")
-    if label_col is None:
-        return table, None
-    return np.delete(table, label_col, axis=1), table[:, label_col].astype(np.int64)
+    arrays = read_npz(path, [(("x",), ("y",)), (("x_test",), ("y_test",))],
+                      expected="'x' (labels 'y' optional) or 'x_test' (labels 'y_test' "
+                               "optional) holding the inputs")
+    xk, yk = ("x", "y") if "x" in arrays else ("x_test", "y_test")
+    y = arrays.get(yk)
+    if y is not None:
+        y = check_labels(y, f"{path}: {yk}", max_classes)
+    return arrays[xk], y, xk
 
 
-def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(f"{path}: not a readable .npz file ({e})") from None
-    if isinstance(z, np.ndarray):
-        return z, None
-    with z:
-        keys = sorted(z.files)
-        xk = next((k for k in ("x", "x_test") if k in keys), keys[0] if len(keys) == 1 else None)
-        if xk is None:
-            raise DataError(f"{path}: found arrays {keys}; expected 'x' (or 'x_test', or a "
-                            "single array) holding the inputs")
-        yk = {"x": "y", "x_test": "y_test"}.get(xk)
-        try:
-            x = z[xk]
-            y = z[yk] if yk in keys else None
-        except ValueError:
-            raise DataError(f"{path}: array {xk!r} holds Python objects (pickled data), which "
-                            "are refused; expected numbers") from None
-    return x, y
-
-
-def load_inputs(path, input_shape) -> tuple[np.ndarray, np.ndarray | None]:
+def load_inputs(path, input_shape, *, max_classes: int | None = None,
+                ) -> tuple[np.ndarray, np.ndarray | None]:
     """Read a ``.npz``/``.csv``/IDX file; return ``(x, labels or None)`` shaped for the model.
 
-    ``x`` is float32 ``(N, *input_shape)``. Raises :class:`DataError` for unreadable or
-    non-finite data and :class:`ShapeError` (file, got shape, expected shape) when the
-    samples do not fit ``input_shape``.
+    ``x`` is float32 ``(N, *input_shape)``. The .npz and .csv readers are the ones
+    ``gammabeta train`` uses (:mod:`gammabeta.data.files`): an .npz needs ``x`` (or
+    ``x_test``), labels ``y`` (``y_test``) optional; a .csv may have a header row (all
+    names) or not (first row all numbers), labels come from a ``label``/``y`` column only.
+    Labels must be class indices below ``max_classes`` (default
+    :data:`~gammabeta.data.limits.MAX_CLASSES`). Raises :class:`DataError` for unreadable,
+    empty or non-finite data and bad labels, and :class:`ShapeError` (file, got shape,
+    expected shape) when the samples do not fit ``input_shape``.
     """
     from ..data import read_idx
+    from ..data.files import MAX_CLASSES, check_features, read_csv
 
+    max_classes = MAX_CLASSES if max_classes is None else max_classes
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"{path}: no such file; expected a .npz, .csv or IDX input file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty; expected a .npz, .csv or IDX input file")
     ext = path.suffix.lower()
+    y: np.ndarray | None = None
+    yname = "labels"
     if ext == ".npz":
-        x, y = _read_npz(path)
+        x, y, xname = _read_npz(path, max_classes)
+        yname = {"x": "y", "x_test": "y_test"}[xname]
     elif ext == ".csv":
-        x, y = _read_csv(path)
+        table = read_csv(path, header="auto", max_classes=max_classes)
+        x, y, xname = table.x, table.y, "features"
+        yname = f"column {table.label!r}"
     else:
-        x, y = read_idx(path), None
+        x, xname = read_idx(path), "inputs"
         if x.dtype == np.uint8:
             x = x.astype(np.float32) / np.float32(255.0)
     input_shape = tuple(int(s) for s in input_shape)
     want = f"(N, {', '.join(map(str, input_shape))})" + \
         (f" or (N, {math.prod(input_shape)})" if len(input_shape) > 1 else "")
     if x.dtype.kind not in "fiub":
-        raise DataError(f"{path}: inputs have dtype {x.dtype}; expected numbers")
+        raise DataError(f"{path}: {xname} has dtype {x.dtype}; expected numbers")
+    if x.ndim >= 1 and len(x) == 0:
+        raise DataError(f"{path}: {xname} has shape {x.shape}, so it holds no samples; "
+                        "expected at least one")
     if x.ndim < 2 or math.prod(x.shape[1:]) != math.prod(input_shape):
         raise ShapeError(f"{path}: got inputs of shape {x.shape}; the model expects "
                          f"{want} (one sample of shape {input_shape} per row)")
-    x = np.ascontiguousarray(x, dtype=np.float32).reshape((len(x), *input_shape))
-    if not np.isfinite(x).all():
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
-        raise DataError(f"{path}: non-finite input at index {bad}; expected finite numbers")
-    if y is not None and (y.ndim != 1 or len(y) != len(x)):
-        y = None
-    return x, y
+    x = check_features(x, f"{path}: {xname}").reshape((len(x), *input_shape))
+    if y is not None and len(y) != len(x):
+        raise DataError(f"{path}: {xname} has {len(x)} samples but {yname} has {len(y)}; "
+                        "expected the same number")
+    return np.ascontiguousarray(x), y
 
 
 def predict_proba(model: nn.Module, x, batch_size: int = 1000) -> np.ndarray:

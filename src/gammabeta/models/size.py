@@ -10,11 +10,11 @@ four times (value, gradient, two Adam moments).
 from __future__ import annotations
 
 import math
-import os
 
+from ..data.limits import available_memory
 from ..errors import ConfigError
 
-__all__ = ["estimate_bytes", "available_memory", "check_fits"]
+__all__ = ["estimate_bytes", "check_fits"]
 
 _BYTES = 4            # float32
 _PER_PARAM = 4        # value, gradient, Adam's two moments
@@ -46,21 +46,6 @@ def estimate_bytes(model: str, input_shape, num_classes: int, batch_size: int,
         acts = depth * widest * spatial
     total = _BYTES * (_PER_PARAM * params + _PER_ACTIVATION * batch_size * acts)
     return int(params), int(total)
-
-
-def available_memory() -> int | None:
-    """Bytes the system can give now (``MemAvailable`` of /proc/meminfo), or None."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def _gib(n: float) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from ..backend import erf, namespace
+from . import _args
 from .module import Module, check_float_input, is_grad_enabled
 
 
@@ -47,7 +48,7 @@ class LeakyReLU(_Elementwise):
 
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = _args.real("LeakyReLU", "negative_slope", negative_slope)
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}"
@@ -91,11 +92,7 @@ class GELU(_Elementwise):
 
     def __init__(self, approximate: str = "none"):
         super().__init__()
-        if approximate not in ("none", "tanh"):
-            from ..errors import ConfigError
-
-            raise ConfigError(f"GELU: approximate={approximate!r}; expected 'none' or 'tanh'")
-        self.approximate = approximate
+        self.approximate = _args.choice("GELU", "approximate", approximate, ("none", "tanh"))
 
     def extra_repr(self):
         return f"approximate={self.approximate!r}"

@@ -77,7 +77,8 @@ import numpy as np
 
 from .. import init
 from ..backend import compute_dtype, kernels, namespace
-from ..errors import ConfigError, ShapeError
+from ..errors import ShapeError
+from . import _args, _state
 from .module import Module, Parameter, check_float_input, is_grad_enabled
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
@@ -93,26 +94,21 @@ class _BatchNorm(Module):
                  affine: bool = True, track_running_stats: bool = True, gamma_init="ones",
                  beta_init="zeros", rng=None, dtype=np.float32):
         super().__init__()
-        if int(num_features) < 1:
-            raise ConfigError(f"{type(self).__name__}: num_features={num_features}; expected >= 1")
-        if eps <= 0:
-            raise ConfigError(f"{type(self).__name__}: eps={eps}; expected a positive number")
-        if momentum is not None and not 0.0 <= momentum <= 1.0:
-            raise ConfigError(f"{type(self).__name__}: momentum={momentum}; expected a number "
-                              "in [0, 1] (PyTorch's convention: the weight of the new batch) or "
-                              "None (cumulative average)")
-        self.num_features = int(num_features)
-        self.eps = float(eps)
-        self.momentum = momentum
-        self.affine = bool(affine)
-        self.track_running_stats = bool(track_running_stats)
+        name = type(self).__name__
+        self.num_features = _args.integer(name, "num_features", num_features)
+        self.eps = _args.real(name, "eps", eps, lo=0.0, lo_open=True)
+        self.momentum = _args.real(name, "momentum", momentum, 0.0, 1.0, allow_none=True,
+                                   note=" (the new batch's weight; None: cumulative average)")
+        self.affine = _args.boolean(name, "affine", affine)
+        self.track_running_stats = _args.boolean(name, "track_running_stats",
+                                                 track_running_stats)
+        dtype, rng = _args.float_dtype(name, dtype), _args.generator(name, rng)
         c = (self.num_features,)
         if self.affine:
-            rng = np.random.default_rng() if rng is None else rng
             self.weight = Parameter(init.initialize(gamma_init, c, rng, dtype=dtype,
-                                                    what=f"{type(self).__name__}.weight (γ)"))
+                                                    what=f"{name}.weight (γ)"))
             self.bias = Parameter(init.initialize(beta_init, c, rng, dtype=dtype,
-                                                  what=f"{type(self).__name__}.bias (β)"))
+                                                  what=f"{name}.bias (β)"))
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
@@ -147,6 +143,11 @@ class _BatchNorm(Module):
             self.num_batches_tracked = np.array(0, dtype=np.int64)
 
     # ----- checks ----------------------------------------------------------------------------
+    def _check_state(self, prefix: str, state) -> str | None:
+        """Loaded values: ``running_var`` >= 0, ``num_batches_tracked`` a whole number >= 0."""
+        return _state.negative(state, prefix + "running_var", "variances") \
+            or _state.count(state, prefix + "num_batches_tracked")
+
     def _check_input(self, x):
         check_float_input(self, x)
         if x.ndim not in self._ndims:

@@ -25,19 +25,10 @@ from numpy.lib.stride_tricks import as_strided
 from .. import init
 from ..backend import accumulate_new, namespace
 from ..errors import ConfigError, ShapeError
+from . import _args
 from .module import Module, Parameter, check_float_input, is_grad_enabled
 
 __all__ = ["Conv1d", "Conv2d"]
-
-
-def _ntuple(value, n: int, what: str, layer: str, minimum: int) -> tuple[int, ...]:
-    """An int or a length-``n`` sequence of ints (each ``>= minimum``) as an ``n``-tuple."""
-    vals = (value,) * n if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(vals) != n or not all(isinstance(v, (int, np.integer)) for v in vals):
-        raise ConfigError(f"{layer}: {what}={value!r}; expected an int or {n} ints")
-    if any(v < minimum for v in vals):
-        raise ConfigError(f"{layer}: {what}={value!r}; expected values >= {minimum}")
-    return tuple(int(v) for v in vals)
 
 
 def _windows(a, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, ho: int, wo: int):
@@ -64,17 +55,18 @@ class _ConvNd(Module):
                  bias_init="torch_default", rng=None, dtype=np.float32):
         super().__init__()
         name, nd = type(self).__name__, self._nd
-        self.in_channels, self.out_channels, self.groups = \
-            int(in_channels), int(out_channels), int(groups)
-        if self.in_channels < 1 or self.out_channels < 1 or self.groups < 1:
-            raise ConfigError(f"{name}({in_channels}, {out_channels}, groups={groups}): "
-                              "expected channels and groups >= 1")
+        self.in_channels, self.out_channels, self.groups = (
+            _args.integer(name, arg, v, expected="channels and groups >= 1 (ints)")
+            for arg, v in (("in_channels", in_channels), ("out_channels", out_channels),
+                           ("groups", groups)))
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ConfigError(f"{name}: in_channels={in_channels} and out_channels="
                               f"{out_channels} must both be divisible by groups={groups}")
-        self.kernel_size = _ntuple(kernel_size, nd, "kernel_size", name, 1)
-        self.stride = _ntuple(stride, nd, "stride", name, 1)
-        self.dilation = _ntuple(dilation, nd, "dilation", name, 1)
+        self.kernel_size = _args.ints(name, "kernel_size", kernel_size, nd, 1)
+        self.stride = _args.ints(name, "stride", stride, nd, 1)
+        self.dilation = _args.ints(name, "dilation", dilation, nd, 1)
+        bias = _args.boolean(name, "bias", bias)
+        dtype, rng = _args.float_dtype(name, dtype), _args.generator(name, rng)
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
                 raise ConfigError(f"{name}: padding={padding!r}; expected 'same', 'valid', an "
@@ -87,9 +79,8 @@ class _ConvNd(Module):
                       for k, d in zip(self.kernel_size, self.dilation, strict=True)]
             self._pads = tuple((t // 2, t - t // 2) for t in totals)
         else:
-            self.padding = _ntuple(padding, nd, "padding", name, 0)
+            self.padding = _args.ints(name, "padding", padding, nd, 0)
             self._pads = tuple((p, p) for p in self.padding)
-        rng = np.random.default_rng() if rng is None else rng
         cg = self.in_channels // self.groups
         fan_in = cg * math.prod(self.kernel_size)
         fan_out = self.out_channels // self.groups * math.prod(self.kernel_size)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError, ShapeError
+from ..errors import ShapeError
+from . import _args
 from .module import Module, check_float_input, is_grad_enabled
 
 
@@ -13,10 +14,9 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, rng=None):
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ConfigError(f"Dropout: p={p}; expected a probability in [0, 1]")
-        self.p = float(p)
-        self.rng = np.random.default_rng() if rng is None else rng
+        self.p = _args.real("Dropout", "p", p, 0.0, 1.0,
+                            expected="a probability in [0, 1] (a finite number)")
+        self.rng = _args.generator("Dropout", rng)
         self._cache = None
 
     def extra_repr(self):
@@ -50,7 +50,8 @@ class Flatten(Module):
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()
-        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
+        self.start_dim = _args.integer("Flatten", "start_dim", start_dim, None, None, "an int")
+        self.end_dim = _args.integer("Flatten", "end_dim", end_dim, None, None, "an int")
         self._cache = None
 
     def extra_repr(self):
@@ -85,7 +86,8 @@ class Unflatten(Module):
 
     def __init__(self, dim: int, unflattened_size):
         super().__init__()
-        self.dim, self.unflattened_size = int(dim), tuple(int(s) for s in unflattened_size)
+        self.dim = _args.integer("Unflatten", "dim", dim, None, None, "an int")
+        self.unflattened_size = _args.sizes("Unflatten", "unflattened_size", unflattened_size)
         self._cache = None
 
     def extra_repr(self):

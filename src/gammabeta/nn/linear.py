@@ -7,6 +7,7 @@ import numpy as np
 from .. import init
 from ..backend import accumulate_new
 from ..errors import ShapeError
+from . import _args
 from .module import Module, Parameter, check_float_input, is_grad_enabled
 
 
@@ -22,10 +23,11 @@ class Linear(Module):
                  weight_init="torch_default", bias_init="torch_default", rng=None,
                  dtype=np.float32):
         super().__init__()
-        if int(in_features) < 1 or int(out_features) < 1:
-            raise ShapeError(f"Linear({in_features}, {out_features}): sizes must be >= 1")
-        self.in_features, self.out_features = int(in_features), int(out_features)
-        rng = np.random.default_rng() if rng is None else rng
+        self.in_features = _args.integer("Linear", "in_features", in_features)
+        self.out_features = _args.integer("Linear", "out_features", out_features)
+        bias = _args.boolean("Linear", "bias", bias)
+        dtype = _args.float_dtype("Linear", dtype)
+        rng = _args.generator("Linear", rng)
         w = init.initialize(weight_init, (self.out_features, self.in_features), rng,
                             dtype=dtype, what="Linear.weight")
         self.weight = Parameter(w)

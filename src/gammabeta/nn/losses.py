@@ -12,6 +12,7 @@ import numpy as np
 
 from ..backend import compute_dtype, is_floating
 from ..errors import ConfigError, DataError, DTypeError, NonFiniteError, ShapeError
+from . import _args
 
 __all__ = ["softmax", "log_softmax", "CrossEntropyLoss", "MSELoss"]
 
@@ -48,10 +49,7 @@ class _Loss:
     """Shared parts: reduction checks, input checks, the cache and the upstream gradient."""
 
     def __init__(self, reduction: str = "mean"):
-        if reduction not in _REDUCTIONS:
-            raise ConfigError(f"{type(self).__name__}: invalid reduction={reduction!r}; "
-                              f"expected one of {_REDUCTIONS}")
-        self.reduction = reduction
+        self.reduction = _args.choice(type(self).__name__, "reduction", reduction, _REDUCTIONS)
         self._cache = None
 
     def describe(self) -> str:
@@ -137,18 +135,22 @@ class CrossEntropyLoss(_Loss):
     def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0, *,
                  weight=None, ignore_index: int = -100):
         super().__init__(reduction)
-        ls = label_smoothing
-        if isinstance(ls, bool) or not isinstance(ls, (int, float)) or not 0.0 <= ls <= 1.0:
-            raise ConfigError(f"CrossEntropyLoss: invalid label_smoothing={ls!r}; expected a "
-                              "number in [0, 1]")
-        self.label_smoothing = float(ls)
+        name = "CrossEntropyLoss"
+        self.label_smoothing = _args.real(name, "label_smoothing", label_smoothing, 0.0, 1.0)
         if weight is not None:
-            weight = np.asarray(weight)
+            try:
+                weight = np.asarray(weight)
+            except (TypeError, ValueError):
+                weight = np.asarray(None)  # refused just below
             if weight.ndim != 1 or not (is_floating(weight.dtype) or weight.dtype.kind in "iu"):
-                raise ShapeError(f"CrossEntropyLoss: weight must be a 1-D numeric array of "
-                                 f"shape (C,), got shape {weight.shape} and dtype {weight.dtype}")
+                raise ConfigError(f"{name}: weight has shape {weight.shape} and dtype "
+                                  f"{weight.dtype}; expected a 1-D numeric array of shape (C,)")
+            if weight.dtype.kind == "f" and not np.isfinite(weight).all():
+                raise ConfigError(f"{name}: weight holds a non-finite value at "
+                                  f"{_first_bad(weight)}; expected finite numbers")
         self.weight = weight
-        self.ignore_index = int(ignore_index)
+        self.ignore_index = _args.integer(name, "ignore_index", ignore_index, None, None,
+                                          "an int")
 
     def describe(self) -> str:
         return (f"CrossEntropyLoss(reduction={self.reduction!r}, "

@@ -9,12 +9,14 @@ separate dictionaries, so an optimizer can never touch a running mean.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
 from ..backend import is_floating
 from ..errors import StateDictError
+from . import _state
+from ._args import ConfigTypeError as _ConfigTypeError
 from .mode import (  # noqa: F401  (re-exported: layers import them from here)
     check_finite,
     check_float_input,
@@ -231,11 +233,19 @@ class Module:
         return out
 
     def load_state_dict(self, state_dict, strict: bool = True):
-        """Copy values into this model in place; check every key and shape.
+        """Copy values into this model in place, after checking every key, shape and value.
 
-        Returns ``(missing_keys, unexpected_keys)``; with ``strict=True`` any of those, or a
-        shape mismatch, raises :class:`StateDictError` naming the first offending key.
+        Returns ``(missing_keys, unexpected_keys)``. Raises :class:`StateDictError` naming the
+        first offending key: with ``strict=True`` a missing or unexpected key; always a shape
+        mismatch, a non-numeric dtype, a NaN/inf (or a value beyond the model's float dtype),
+        or what a layer's :meth:`_check_state` refuses (a negative BatchNorm
+        ``running_var``, ...). Everything is checked before anything is copied: a refused
+        state dict leaves the model unchanged.
         """
+        where = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, Mapping):
+            raise StateDictError(f"{where}: got a {type(state_dict).__name__}; expected a "
+                                 "dict of arrays (a state dict)")
         own = {}
         for mprefix, m in self.named_modules():
             pre = f"{mprefix}." if mprefix else ""
@@ -248,37 +258,45 @@ class Module:
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
-            parts = []
-            if missing:
-                parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-            if unexpected:
-                parts.append(
-                    f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}"
-                )
-            raise StateDictError(f"{type(self).__name__}.load_state_dict: " + "; ".join(parts))
+            parts = [f"{what} keys {keys[:5]}{' ...' if len(keys) > 5 else ''}"
+                     for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+            raise StateDictError(f"{where}: " + "; ".join(parts))
+        values = {}
         for key, (m, name, kind) in own.items():
             if key not in state_dict:
                 continue
-            value = np.asarray(state_dict[key])
+            value, problem = _state.as_array(key, state_dict[key])
+            target = np.asarray(m._parameters[name].data if kind == "param"
+                                else m._buffers[name])
+            if problem is None and value.shape != target.shape:
+                problem = (f"key {key!r} has shape {value.shape}, the model expects "
+                           f"{target.shape}")
+            if problem is None and value.dtype.kind not in "fiub":
+                problem = f"key {key!r} has dtype {value.dtype}, expected a numeric array"
+            problem = problem or _state.nonfinite(key, value, target.dtype)
+            if problem is not None:
+                raise StateDictError(f"{where}: {problem}")
+            values[key] = value
+        for mprefix, m in self.named_modules():
+            problem = m._check_state(f"{mprefix}." if mprefix else "", values)
+            if problem is not None:
+                raise StateDictError(f"{where}: {problem}")
+        for key, value in values.items():
+            m, name, kind = own[key]
             target = m._parameters[name].data if kind == "param" else m._buffers[name]
-            target_arr = np.asarray(target)
-            if value.shape != target_arr.shape:
-                raise StateDictError(
-                    f"{type(self).__name__}.load_state_dict: key {key!r} has shape "
-                    f"{value.shape}, the model expects {target_arr.shape}"
-                )
-            if value.dtype.kind not in "fiub":
-                raise StateDictError(
-                    f"{type(self).__name__}.load_state_dict: key {key!r} has dtype "
-                    f"{value.dtype}, expected a numeric array"
-                )
-            if kind == "param":
-                m._parameters[name].data[...] = value
-            elif isinstance(target, np.ndarray) and target.ndim > 0:
+            if kind == "param" or (isinstance(target, np.ndarray) and target.ndim > 0):
                 target[...] = value
             else:
-                m._buffers[name] = value.astype(target_arr.dtype).copy()
+                m._buffers[name] = value.astype(np.asarray(target).dtype).copy()
         return missing, unexpected
+
+    def _check_state(self, prefix: str, state: Mapping) -> str | None:
+        """Hook for :meth:`load_state_dict`: a phrase saying why this layer refuses the values.
+
+        ``state`` maps full dotted keys to arrays already checked for shape, dtype and
+        finiteness; this layer's keys start with ``prefix``. Return ``None`` to accept.
+        """
+        return None
 
     # ----- calling ------------------------------------------------------------------------
     def forward(self, x):  # pragma: no cover - abstract
@@ -350,8 +368,8 @@ class Sequential(Module):
 
     def __init__(self, *modules: Module):
         super().__init__()
-        for i, m in enumerate(modules):
-            self.add_module(str(i), m)
+        for m in modules:
+            self.append(m)
 
     def __getitem__(self, i):
         mods = list(self._modules.values())
@@ -366,6 +384,9 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def append(self, module: Module) -> Sequential:
+        if not isinstance(module, Module):
+            raise _ConfigTypeError(f"Sequential: layer {len(self._modules)} is a "
+                                   f"{type(module).__name__}; expected a Module")
         self.add_module(str(len(self._modules)), module)
         return self
 

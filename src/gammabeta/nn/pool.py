@@ -13,7 +13,7 @@ import numpy as np
 
 from ..backend import namespace
 from ..errors import ConfigError, ShapeError
-from .conv import _ntuple
+from . import _args
 from .module import Module, check_float_input, is_grad_enabled
 
 __all__ = ["MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d",
@@ -46,10 +46,10 @@ class _Pool(Module):
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         name, nd = type(self).__name__, self._nd
-        self.kernel_size = _ntuple(kernel_size, nd, "kernel_size", name, 1)
+        self.kernel_size = _args.ints(name, "kernel_size", kernel_size, nd, 1)
         self.stride = self.kernel_size if stride is None else \
-            _ntuple(stride, nd, "stride", name, 1)
-        self.padding = _ntuple(padding, nd, "padding", name, 0)
+            _args.ints(name, "stride", stride, nd, 1)
+        self.padding = _args.ints(name, "padding", padding, nd, 0)
         if any(2 * p > k for p, k in zip(self.padding, self.kernel_size, strict=True)):
             raise ConfigError(f"{name}: padding={self.padding} with kernel_size="
                               f"{self.kernel_size}; expected padding at most half the kernel")
@@ -169,7 +169,8 @@ class _MaxPool(_Pool):
 class _AvgPool(_Pool):
     def __init__(self, kernel_size, stride=None, padding=0, count_include_pad: bool = True):
         super().__init__(kernel_size, stride, padding)
-        self.count_include_pad = bool(count_include_pad)
+        self.count_include_pad = _args.boolean(type(self).__name__, "count_include_pad",
+                                               count_include_pad)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
@@ -220,12 +221,12 @@ class _AdaptiveAvgPool(Module):
     def __init__(self, output_size):
         super().__init__()
         name, nd = type(self).__name__, self._nd
-        vals = (output_size,) * nd if output_size is None or isinstance(
-            output_size, (int, np.integer)) else tuple(output_size)
-        if len(vals) != nd or any(v is not None and (not isinstance(v, (int, np.integer))
-                                                     or v < 1) for v in vals):
-            raise ConfigError(f"{name}: output_size={output_size!r}; expected an int >= 1 "
-                              f"(or None to keep the input size) or {nd} of them")
+        vals = tuple(output_size) if isinstance(output_size, (tuple, list)) \
+            else (output_size,) * nd
+        if len(vals) != nd or any(v is not None and not (
+                _args.is_int(v) and 1 <= v <= _args.MAX_SIZE) for v in vals):
+            raise ConfigError(f"{name}: output_size={_args.show(output_size)}; expected an "
+                              f"int >= 1 (or None to keep the input size) or {nd} of them")
         self.output_size = tuple(None if v is None else int(v) for v in vals)
         self._cache = None
 

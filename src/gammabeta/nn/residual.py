@@ -9,6 +9,7 @@ each block starts as the identity map.
 from __future__ import annotations
 
 from ..errors import ShapeError
+from ._args import ConfigTypeError
 from .batchnorm import _BatchNorm
 from .module import Module
 
@@ -30,10 +31,11 @@ class Residual(Module):
     def __init__(self, block: Module, shortcut: Module | None = None):
         super().__init__()
         if not isinstance(block, Module):
-            raise TypeError(f"Residual: block is a {type(block).__name__}, expected a Module")
+            raise ConfigTypeError(f"Residual: block is a {type(block).__name__}; expected a "
+                                  "Module")
         if shortcut is not None and not isinstance(shortcut, Module):
-            raise TypeError(f"Residual: shortcut is a {type(shortcut).__name__}, expected a "
-                            "Module or None")
+            raise ConfigTypeError(f"Residual: shortcut is a {type(shortcut).__name__}; "
+                                  "expected a Module or None")
         self.block = block
         self.add_module("shortcut", shortcut)
 
