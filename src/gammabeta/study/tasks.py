@@ -25,12 +25,13 @@ import time
 import numpy as np
 
 from .. import nn
-from ..config import LIMITS, Option
+from ..config import LIMITS, Option, check_option
 from ..data.loader import DataLoader
 from ..data.registry import load_dataset
 from ..errors import ConfigError, NonFiniteError
 from ..experiment import TrainConfig, make_optimizer, make_scheduler
 from ..models import build_model
+from ..models.size import check_fits
 from ..nn.batchnorm import _BatchNorm
 from ..nn.losses import CrossEntropyLoss
 from ..train import History, evaluate, fit
@@ -226,10 +227,14 @@ def run_job(job: dict) -> dict:
     if unknown:
         raise ConfigError(f"unknown task option(s) {unknown}; valid: {sorted(OPTIONS)}")
     opts.update(job.get("options", {}))
+    for k, v in job.get("options", {}).items():
+        check_option(k, v, OPTIONS[k][1])
     cfg = TrainConfig.from_dict(job["config"])
+    cfg.validate()  # checked, but recorded as given (the run key hashes the given values)
     ds = _dataset(cfg.data, cfg.data_dir, cfg.download, cfg.seed, opts["max_train"],
                   opts["max_test"])
     cfg = cfg.resolved(len(ds.input_shape))
+    check_fits(cfg.model, ds.input_shape, ds.num_classes, cfg.batch_size, cfg.model_kwargs())
     rng = np.random.default_rng(cfg.seed)
     model = build_model(cfg.model, ds.input_shape, ds.num_classes, rng=rng,
                         **cfg.model_kwargs())
