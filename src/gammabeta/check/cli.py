@@ -82,6 +82,15 @@ def run(args) -> int:
         "strict_pytorch", "seed",
         "gamma_attr", "beta_attr", "running_mean_attr", "running_var_attr", "dgamma_attr",
         "dbeta_attr", "momentum_attr", "eps_attr", "mode_attr")}
+    if args.output:  # a folder that is missing is an input error, found before the check
+        from pathlib import Path
+
+        from ..errors import OutputError
+
+        out = Path(args.output)
+        if not out.parent.is_dir() or out.is_dir():
+            raise OutputError(f"--output {out}: " + ("is a folder; expected a file name"
+                              if out.is_dir() else f"folder {out.parent} does not exist"))
     report = check(args.target, **opts)
     print(report.to_json() if args.json else report.to_text())
     if args.output:
