@@ -61,7 +61,8 @@ def test_a_study_accepts_the_options_train_accepts(tmp_path):
 @pytest.mark.parametrize("line, named", [
     ("[base]\nepochs = 0", "base.epochs=0"), ("[base]\nepochs = -3", "base.epochs=-3"),
     ("[base]\nlr = nan", "base.lr=nan"), ("[base]\nbatch_size = 2.5", "base.batch_size=2.5"),
-    ("[base]\nhidden = \"16,,16\"", "base.hidden="), ("[base]\nseed = -1", "base.seed=-1"),
+    ("[base]\nhidden = \"16,,16\"", "base.hidden="), ("[base]\nseed = 1", "seeds = [0, 1, 2]"),
+    ("seeds = [-1]", "seeds: got [-1]"),
     ("[options]\nsteps = -1", "options.steps=-1"),
     ("[options]\nmax_train = -5", "options.max_train=-5"),
     ("[options]\nprune = [2.0]", "options.prune=[2.0]"),

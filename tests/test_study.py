@@ -145,14 +145,18 @@ def test_l1_subgradient_and_pruning():
 # ----- results file, resume, executors ----------------------------------------------------------
 def test_store_drops_a_torn_last_line_and_repeats(tmp_path):
     store = ResultStore(tmp_path)
-    store.append({"key": "a", "v": 1})
-    store.append({"key": "b", "v": 2})
-    store.append({"key": "a", "v": 3})  # ignored: already there
+    row = {"config": {}, "options": {}}
+    store.append({"key": "a", "v": 1, **row})
+    store.append({"key": "b", "v": 2, **row})
+    store.append({"key": "a", "v": 3, **row})  # ignored: already there
     with open(tmp_path / "results.jsonl", "ab") as f:
-        f.write(b'{"key": "a", "v": 9}\n{"key": "c", "v"')
+        f.write(b'{"key": "a", "v": 9, "config": {}, "options": {}}\n'
+                b'{"key": "d", "v": NaN, "config": {}, "options": {}}\n'  # not JSON: dropped
+                b'{"key": ["e"], "config": {}, "options": {}}\n'  # not a run row: dropped
+                b'{"key": "c", "v"')
     again = ResultStore(tmp_path)
-    assert again.dropped == 2 and {k: r["v"] for k, r in again.rows.items()} == {"a": 1, "b": 2}
-    again.append({"key": "c", "v": 4})
+    assert again.dropped == 4 and {k: r["v"] for k, r in again.rows.items()} == {"a": 1, "b": 2}
+    again.append({"key": "c", "v": 4, **row})
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert [json.loads(x)["key"] for x in lines] == ["a", "b", "c"]
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +78,7 @@ class Option:
     optional: bool = False
     cli: bool = True
     metavar: str | None = None
+    unset: str = "the model's recipe"
 
 
 def _opt(default, kind, help, **kw) -> Any:
@@ -112,7 +114,7 @@ def describe(o: Option) -> str:
     rng = _interval(o)
     if rng:
         what += " " + rng
-    return what + (" (or unset: the model's recipe)" if o.optional else "")
+    return what + (f" (or unset: {o.unset})" if o.optional else "")
 
 
 def _number(name: str, value, o: Option):
@@ -145,6 +147,8 @@ def parse_text(name: str, text: str, o: Option):
         except ValueError:
             raise ConfigError(f"{name}={text!r}; expected {describe(o)}") from None
         return check_option(name, value, o, name)
+    if o.kind == "hidden":  # stored as "8,8" whatever was typed (" 8", "+8")
+        return parse_hidden(name, text)
     return check_option(name, text, o, name)
 
 
@@ -166,7 +170,7 @@ def parse_hidden(name: str, value) -> str:
     return ",".join(map(str, widths))
 
 
-def _check_init(name: str, value):
+def _check_init(name: str, value, shape=(4, 4)):
     from . import init
 
     if isinstance(value, bool) or not isinstance(value, str | int | float):
@@ -176,7 +180,7 @@ def _check_init(name: str, value):
     import numpy as np
 
     try:  # draw once on a small shape: wrong argument types and ranges show up here
-        init.initialize(value, (4, 4), np.random.default_rng(0), what=name)
+        init.initialize(value, shape, np.random.default_rng(0), what=name)
     except ConfigError as e:
         raise ConfigError(f"{name}={value!r}: {e}") from None
     except (TypeError, ValueError, ArithmeticError) as e:
@@ -191,6 +195,10 @@ def check_option(name: str, value, o: Option, label: str | None = None):
     ``label`` names the option in the message (``--batch-size``, ``base.batch_size``).
     """
     label = label or name
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()  # numpy scalars behave as Python numbers
+    if isinstance(value, os.PathLike) and o.kind == "str":
+        value = os.fspath(value)
     if value is None:
         if o.optional:
             return None
@@ -204,8 +212,8 @@ def check_option(name: str, value, o: Option, label: str | None = None):
     if o.kind == "hidden":
         parse_hidden(label, value)
         return value
-    if o.kind == "init":
-        return _check_init(label, value)
+    if o.kind == "init":  # weights are matrices; biases, γ and β vectors
+        return _check_init(label, value, (4, 4) if name == "weight_init" else (4,))
     if o.kind == "fractions":
         ok = isinstance(value, list) and len(set(map(repr, value))) == len(value) and all(
             not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
@@ -236,7 +244,7 @@ class TrainConfig:
 
     data: str = _opt("mnist1d", "str", "mnist1d, digits, mnist, fashion, or a .npz/.csv file")
     data_dir: str | None = _opt(None, "str", "folder with the MNIST/Fashion IDX files",
-                                optional=True, metavar="DIR")
+                                optional=True, metavar="DIR", unset="none")
     download: bool = _opt(False, "bool", "download MNIST/Fashion into the cache (MD5-checked)")
     model: str = _opt("mlp", "str", "the network", choices=MODELS)
     hidden: str | None = _opt(None, "hidden", "hidden widths (mlp, resmlp), e.g. 256,256",
@@ -270,7 +278,8 @@ class TrainConfig:
                              "gradient: stop (naming the step and layer) or skip that step",
                              choices=("raise", "skip-step"))
     clip_grad_norm: float | None = _opt(None, "float", "clip the global gradient norm to this "
-                                        "value", lo=0, lo_open=True, optional=True)
+                                        "value", lo=0, lo_open=True, optional=True,
+                                        unset="no clipping")
     model_options: dict = field(default_factory=dict, metadata={"option": Option(
         "dict", "builder options, e.g. {channels = 32, layers = 8}", cli=False)})
 
@@ -303,6 +312,7 @@ class TrainConfig:
                                                               values["model_options"], label)
             except ConfigError as e:
                 problems.append(str(e))
+            problems += _ignored(values, label)
         if problems:
             raise ConfigError("; ".join(problems))
         return dataclasses.replace(self, **values)
@@ -337,6 +347,25 @@ class TrainConfig:
         return {**{k: v for k, v in kw.items() if v is not None}, **self.model_options}
 
 
+def _ignored(v: dict, label) -> list[str]:
+    """Options that would be set but have no effect: said, not silently dropped."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    out = []
+    if v["norm"] == "none":
+        out += [f"{label(k)}={v[k]!r} sets BatchNorm's {k[0]}; with norm='none' there is none"
+                for k in ("gamma_init", "beta_init") if v[k] != defaults[k]]
+    if v["optimizer"] != "sgd" and v["momentum"] != defaults["momentum"]:
+        out.append(f"{label('momentum')}={v['momentum']!r} applies to optimizer 'sgd', not "
+                   f"{v['optimizer']!r} (Adam's moments have their own betas)")
+    if v["data"].lower().endswith((".npz", ".csv")):
+        out += [f"{label(k)} applies to mnist/fashion, not to the file {v['data']!r}"
+                for k in ("data_dir", "download") if v[k]]
+    if v["norm"] == "batch" and v["batch_size"] < 2:
+        out.append(f"{label('batch_size')}={v['batch_size']}: BatchNorm needs at least 2 "
+                   "samples per batch (its variance of one sample is 0)")
+    return out
+
+
 # Builder options with a flag of their own (``--channels 32`` -> model_options["channels"]).
 MODEL_FLAGS = {
     "channels": Option("int", "conv channels (cnn, papercnn, resnet)", lo=1,
@@ -360,10 +389,10 @@ def check_model_options(model: str, options: dict, label=lambda name: name) -> d
     valid = [k for k in params if k not in ("input_shape", "num_classes", "rng", *_TRAIN_KEYS)]
     out = {}
     for key, value in options.items():
-        where = label("model_options") + f".{key}"
+        where = label(f"model_options.{key}")
         if key not in valid:
-            raise ConfigError(f"{where}: model {model!r} has no option {key!r}; it takes "
-                              f"{', '.join(valid)}")
+            takes = f"it takes {', '.join(valid)}" if valid else "it takes none"
+            raise ConfigError(f"{where}: model {model!r} has no option {key!r}; {takes}")
         o = MODEL_FLAGS.get(key)
         if o is None:
             default = params[key].default

@@ -103,9 +103,9 @@ def locked(folder: Path, what: str) -> Iterator[Path]:
         except ImportError:  # pragma: no cover - not POSIX: no lock
             pass
         except OSError:
-            raise OutputError(f"{folder} is in use by another {what} (it holds the folder's "
-                              "lock); wait for it to finish or choose another output "
-                              "folder") from None
+            raise OutputError(f"{folder} is in use by another gammabeta command (a train or "
+                              "study run holds its lock); wait for it to finish or choose "
+                              "another output folder") from None
         yield folder
     finally:
         os.close(fd)

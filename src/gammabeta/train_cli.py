@@ -154,6 +154,10 @@ def config_from_args(a) -> TrainConfig:
         values["model_options"] = {**from_file["model_options"], **given["model_options"]}
 
     def label(name):
+        if name.startswith("model_options."):  # --channels, or the file's model_options
+            key = name.split(".", 1)[1]
+            return (flag(key) if key in given.get("model_options", {})
+                    else f"{a.config}: {name}" if a.config else name)
         return flag(name) if name in given else f"{a.config}: {name}" if name in from_file \
             else name
 

@@ -26,12 +26,12 @@ from collections.abc import Callable, Iterable
 from itertools import product
 from pathlib import Path
 
-from ..errors import ConfigError, OutputError
+from ..errors import ConfigError, GammabetaError, OutputError
 from ..experiment import TrainConfig
 from ..io import atomic_write_text
 from ..outputs import locked
 from .spec import StudySpec, canonical
-from .tasks import OPTIONS, execute
+from .tasks import OPTIONS, check_combination, execute
 
 __all__ = ["expand", "run_key", "ResultStore", "run_study", "execute_jobs"]
 
@@ -48,6 +48,16 @@ def run_key(config: dict, options: dict) -> str:
     cfg = {k: v for k, v in config.items() if k not in defaults or v != defaults[k]}
     opts = {k: v for k, v in options.items() if k not in OPTIONS or v != OPTIONS[k][0]}
     return hashlib.sha256(canonical({"config": cfg, "options": opts}).encode()).hexdigest()[:16]
+
+
+def _whole_numbers(values: dict, options: dict) -> dict:
+    """Whole-number options given as 2.0 become 2, so equal runs get equal keys."""
+    out = dict(values)
+    for k, v in values.items():
+        o = options.get(k)
+        if (o is not None and o.kind == "int" and isinstance(v, float) and v.is_integer()):
+            out[k] = int(v)
+    return out
 
 
 def expand(spec: StudySpec) -> list[dict]:
@@ -67,9 +77,16 @@ def expand(spec: StudySpec) -> list[dict]:
                         cfg[k] = v
             cfg["seed"] = seed
             labels = {n: v["label"] for n, v in zip(names, combo, strict=True)}
+            cfg, opts = _whole_numbers(cfg, TrainConfig.options()), _whole_numbers(
+                opts, {k: v[1] for k, v in OPTIONS.items()})
             tc = TrainConfig.from_dict(cfg)
             if seed == spec.seeds[0]:  # the combination as a whole (e.g. model_options)
-                tc.validate(lambda k, lab=labels: f"{spec.source}: {k} (in the run {lab})")
+                where = f"the run {labels}" if labels else "every run"
+                tc.validate(lambda k, w=where: f"{spec.source}: {k} (in {w})")
+                try:
+                    check_combination(cfg, opts)
+                except ConfigError as e:
+                    raise ConfigError(f"{spec.source}: {e} (in {where})") from None
             config = tc.to_dict()
             key = run_key(config, opts)
             if key in keys:
@@ -80,6 +97,10 @@ def expand(spec: StudySpec) -> list[dict]:
                          "options": opts,
                          "axes": {n: v["label"] for n, v in zip(names, combo, strict=True)}})
     return jobs
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")  # NaN/Infinity: a damaged line, dropped
 
 
 class ResultStore:
@@ -103,9 +124,12 @@ class ResultStore:
         good: list[bytes] = []
         for line in complete:
             try:
-                row = json.loads(line)
+                row = json.loads(line, parse_constant=_refuse_constant)
                 key = row["key"]
-            except (ValueError, KeyError, TypeError):
+                if not (isinstance(key, str) and isinstance(row.get("config"), dict)
+                        and isinstance(row.get("options"), dict)):
+                    raise TypeError("not a run row")
+            except (ValueError, KeyError, TypeError, AttributeError):
                 self.dropped += 1
                 continue
             if key not in self.rows:
@@ -233,9 +257,6 @@ def run_study(spec: StudySpec, out, workers: int | None = None,
                            on_result, report)
 
 
-_STUDY_FILES = ("study.json", RESULTS, "results.csv", "results.json", "report.md")
-
-
 def check_study_folder(out: Path, spec: StudySpec) -> None:
     """Refuse a folder that holds something other than this study's earlier results: files
     a study writes but no ``study.json`` (someone's own report.md), or another study."""
@@ -243,29 +264,41 @@ def check_study_folder(out: Path, spec: StudySpec) -> None:
         raise OutputError(f"study output {out}: is a file, not a folder")
     marker = out / "study.json"
     if not marker.exists():
-        found = [f for f in _STUDY_FILES if (out / f).exists()]
+        found = sorted(p.name for p in out.iterdir())[:3] if out.is_dir() else []
         if found:
-            raise OutputError(f"study output {out} holds {', '.join(found)} but no study.json, "
-                              "so it is not a study folder; choose another --out")
+            raise OutputError(f"study output {out} is not empty ({', '.join(found)}, ...) and "
+                              "holds no study.json, so it is not a study folder; choose "
+                              "another --out")
         return
     try:
-        name = json.loads(marker.read_text(encoding="utf-8")).get("name")
+        held = json.loads(marker.read_text(encoding="utf-8"))
+        name, source = held.get("name"), held.get("source")
     except (OSError, ValueError, AttributeError, UnicodeDecodeError) as e:
         raise OutputError(f"{marker}: unreadable ({e}); choose another --out") from None
-    if name != spec.name:
-        raise OutputError(f"study output {out} holds the study {name!r}, not {spec.name!r}; "
-                          "choose another --out (running the same study again resumes it)")
+    if name != spec.name or _where(source) != _where(spec.source):
+        raise OutputError(f"study output {out} holds the study {name!r} from {source}, not "
+                          f"{spec.name!r} from {spec.source}; choose another --out (running "
+                          "the same study file again resumes it)")
+
+
+def _where(source) -> str:
+    """A study's source as one spelling: built-ins by name, files by resolved path."""
+    s = str(source)
+    return s if s.startswith("builtin:") or s == "<string>" else str(Path(s).resolve())
 
 
 def _run_locked(spec, jobs, out, workers, dask_scheduler, progress, command, on_result,
                 report) -> dict:
     t0 = time.perf_counter()
     store = ResultStore(out)
-    atomic_write_text(out / "study.json", json.dumps(spec.to_dict(), indent=2) + "\n")
     pending = [j for j in jobs if j["key"] not in store]
     skipped = len(jobs) - len(pending)
     if pending:
-        _prepare_data(pending)
+        try:
+            _prepare_data(pending)
+        except GammabetaError as e:
+            raise type(e)(f"{spec.source}: the data of its runs: {e}") from None
+    atomic_write_text(out / "study.json", json.dumps(spec.to_dict(), indent=2) + "\n")
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     bar = None
     if progress:

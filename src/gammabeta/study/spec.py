@@ -122,6 +122,9 @@ def _check_value(src: str, where: str, key: str, value) -> None:
 def _check_setter(src: str, where: str, table: dict, allow_label: bool = False) -> None:
     valid = (*(("label",) if allow_label else ()), *TRAIN_KEYS, *OPTIONS)
     _check_keys(src, where, table, valid)
+    if "seed" in table:
+        raise _err(src, f"{where}.seed", "a study sets seeds with seeds = [0, 1, 2] at the top "
+                   "level (every setting runs with each)")
     for k, v in table.items():
         if k != "label":
             _check_value(src, where, k, v)
@@ -141,6 +144,9 @@ def _normalize_axes(src: str, where: str, axes) -> dict:
                 sets = {k: x for k, x in v.items() if k != "label"}
                 label = str(v.get("label") or ", ".join(f"{k}={x}" for k, x in sets.items()))
             else:
+                if name == "seed":
+                    raise _err(src, w, "a study sets seeds with seeds = [0, 1, 2] at the top "
+                               "level, not as an axis")
                 if name not in TRAIN_KEYS and name not in OPTIONS:
                     raise _err(src, w, f"axis {name!r} has plain values, so its name must be a "
                                f"training option or task option; valid: "
@@ -168,9 +174,12 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def _seeds(src: str, where: str, seeds) -> list:
+    top = TrainConfig.options()["seed"].hi
     if (not isinstance(seeds, list) or not seeds
-            or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
-        raise _err(src, where, f"got {seeds!r}; expected a non-empty list of integers >= 0")
+            or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= top
+                   for s in seeds)):
+        raise _err(src, where, f"got {seeds!r}; expected a non-empty list of integers from 0 "
+                   f"to {top:,}")
     if len(set(seeds)) != len(seeds):
         raise _err(src, where, f"seeds {seeds} repeat")
     return list(seeds)
@@ -214,6 +223,10 @@ def parse_spec(text: str, source: str = "<string>", scale: str = "full") -> Stud
         for k, v in over.get("options", {}).items():
             _check_value(source, f"{level}.options", k, v)
         new_axes = over.get("axes", {})
+        if new_axes and not axes:
+            raise _err(source, f"{level}.axes", f"unknown axis {next(iter(new_axes))!r}; "
+                       "this table overrides axes of [axes]; valid keys: none (the study has "
+                       "no [axes])")
         _check_keys(source, f"{level}.axes", new_axes, tuple(axes))
         new_axes = _normalize_axes(source, f"{level}.axes", new_axes)
         if level in levels:

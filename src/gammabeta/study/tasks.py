@@ -36,7 +36,7 @@ from ..nn.batchnorm import _BatchNorm
 from ..nn.losses import CrossEntropyLoss
 from ..train import History, evaluate, fit
 
-__all__ = ["OPTIONS", "execute", "run_job"]
+__all__ = ["OPTIONS", "execute", "run_job", "check_combination"]
 
 def _o(default, kind, help, **kw) -> tuple:
     return default, Option(kind, help, **kw)
@@ -68,8 +68,9 @@ OPTIONS: dict[str, tuple] = {
     "weight_scale_layers": _o("all", "str", "all | hidden: which weights weight_scale "
                               "multiplies (hidden: all but the output layer's)",
                               choices=("all", "hidden")),
-    "steps": _o(0, "int", "stop after this many optimizer steps (0: train for all the epochs)",
-                lo=0),
+    "steps": _o(0, "int", "train for exactly this many optimizer steps, however many epochs "
+                          "that takes (the config's epochs is then ignored; 0: train for the "
+                          "epochs)", lo=0, hi=100_000_000),
 }
 
 
@@ -219,6 +220,25 @@ def _prune(model, ds, fractions, finetune_epochs, lr, batch_size, seed) -> list[
     return out
 
 
+def check_combination(config: dict, options: dict) -> None:
+    """Refuse task options that cannot work with the run's config, before any run starts."""
+    norm = config.get("norm", "batch")
+    opts = {k: v[0] for k, v in OPTIONS.items()} | options
+    if norm == "none" and (opts["prune"] or opts["trainable"] == "bn" or opts["l1_gamma"]
+                           or opts["record_gamma"]):
+        what = next(k for k in ("prune", "trainable", "l1_gamma", "record_gamma")
+                    if opts[k] and opts[k] != "all")
+        raise ConfigError(f"options.{what}={opts[what]!r} works on BatchNorm's γ, and this "
+                          "run has norm='none'")
+    if opts["max_train"] == 1 or opts["max_test"] == 1:
+        raise ConfigError("max_train and max_test must be 0 (all) or at least 2")
+    if opts["zero_last_gamma"] and (config.get("model") not in ("resnet", "resmlp")
+                                    or norm == "none"):
+        raise ConfigError(f"options.zero_last_gamma needs residual blocks with BatchNorm "
+                          f"(model 'resnet' or 'resmlp'), not model={config.get('model')!r}, "
+                          f"norm={norm!r}")
+
+
 def run_job(job: dict) -> dict:
     """Run one job (see the module docstring) and return its result row (JSON-able)."""
     t0 = time.perf_counter()
@@ -250,7 +270,11 @@ def run_job(job: dict) -> dict:
     n_train, masks = _restrict(model, opts["trainable"], np.random.default_rng([cfg.seed, 1]))
     spe = len(DataLoader(ds.x_train, ds.y_train, batch_size=cfg.batch_size, shuffle=False))
     if opts["steps"]:
-        cfg = dataclasses.replace(cfg, epochs=-(-opts["steps"] // spe))
+        epochs = -(-opts["steps"] // spe)
+        if epochs > LIMITS["epochs"]:
+            raise ConfigError(f"steps={opts['steps']:,} is {epochs:,} epochs of {spe} steps; "
+                              f"expected at most {LIMITS['epochs']:,} epochs")
+        cfg = dataclasses.replace(cfg, epochs=epochs)
     opt = make_optimizer(cfg, model)
     sched = make_scheduler(cfg, opt, spe)
     gammas = [m.weight for m in _batchnorms(model)] if opts["l1_gamma"] else []
@@ -290,8 +314,8 @@ def run_job(job: dict) -> dict:
             point(state["step"])
 
     diverged, error = False, None
-    point(0)
     try:
+        point(0)
         fit(model, ds.x_train, ds.y_train, optimizer=stepper, epochs=cfg.epochs,
             batch_size=cfg.batch_size, rng=rng,
             loss_fn=CrossEntropyLoss(label_smoothing=cfg.label_smoothing), scheduler=sched,
@@ -302,17 +326,26 @@ def run_job(job: dict) -> dict:
     except NonFiniteError as e:
         diverged, error = True, str(e)
     if not diverged and curve["step"][-1] != state["step"]:
-        point(state["step"])
+        try:
+            point(state["step"])
+        except NonFiniteError as e:
+            diverged, error = True, str(e)
     row = {"key": job["key"], "study": job.get("study", ""), "seed": cfg.seed,
            "num_classes": ds.num_classes, "test_size": len(ds.y_test),
            "axes": dict(job.get("axes", {})), "config": cfg.to_dict(), "options": opts,
            "diverged": diverged, "steps": state["step"], "steps_per_epoch": spe,
            "trainable_params": n_train,
            "total_params": model.num_parameters(), "curve": curve, "history": history.as_dict()}
+    final = None
+    if not diverged:
+        try:
+            final = evaluate(model, ds.x_test, ds.y_test, loss_fn=CrossEntropyLoss())
+        except NonFiniteError as e:
+            diverged, error = True, str(e)
+            row["diverged"] = True
     if diverged:
         row.update(test_accuracy=None, test_loss=None, error=error)
     else:
-        final = evaluate(model, ds.x_test, ds.y_test, loss_fn=CrossEntropyLoss())
         row.update(test_accuracy=final["accuracy"], test_loss=final["loss"])
         if opts["prune"]:
             row["prune"] = _prune(model, ds, opts["prune"], opts["finetune_epochs"],
