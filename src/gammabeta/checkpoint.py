@@ -45,7 +45,8 @@ def _decode(obj):
     return obj
 
 
-def save_training_state(path, model, optimizer, scheduler, loop: dict, config: dict | None = None):
+def save_training_state(path, model, optimizer, scheduler, loop: dict, config: dict | None = None,
+                        data: str | None = None):
     """Write model, optimizer, scheduler and loop state (incl. RNG) to ``path`` atomically."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     osd = optimizer.state_dict()
@@ -65,6 +66,8 @@ def save_training_state(path, model, optimizer, scheduler, loop: dict, config: d
         "loop": json.dumps(_encode(loop)),
         "config": json.dumps(_encode(config or {})),
     }
+    if data is not None:
+        meta["data"] = data  # a fingerprint of the training data, compared on resume
     return save_checkpoint(path, tensors, meta)
 
 
@@ -135,6 +138,73 @@ def _check_optimizer(path, opt, tensors) -> None:
             raise CheckpointError(f"{path}: optimizer {where} step={v!r}; expected an int >= 0")
 
 
+_PROGRESS = ("last_epoch", "_step_count", "_last_lr")  # what a schedule changes as it steps
+
+
+def _check_consistent(path, loop, opt, sched, optimizer, scheduler, tensors,
+                      steps_per_epoch) -> None:
+    """The file must describe the run being resumed: the same optimizer settings and schedule
+    as a fresh one built from the run's config, and positions that agree with each other
+    (batch within the epoch, step = finished epochs × steps per epoch + batch, the schedule
+    as far as the loop, learning rates the schedule's own). Edited or damaged files fail
+    here instead of training on from a silently shifted state."""
+    def bad(what):
+        return CheckpointError(f"{path}: damaged training state: {what}")
+
+    epoch, batch, step = loop.get("epoch", 1), loop.get("batch", 0), loop.get("step", 0)
+    if steps_per_epoch is not None:
+        if batch > steps_per_epoch:
+            raise bad(f"loop batch={batch} but an epoch has {steps_per_epoch} steps")
+        if step != (epoch - 1) * steps_per_epoch + batch:
+            raise bad(f"loop step={step} does not match epoch {epoch}, batch {batch} at "
+                      f"{steps_per_epoch} steps per epoch")
+    if not all(isinstance(r, dict) for r in loop.get("history", [])):
+        raise bad("loop history holds entries that are not per-epoch records")
+    for key, val in tensors.items():
+        if key.endswith("exp_avg_sq") and val.size and float(val.min()) < 0:
+            raise bad(f"optimizer state {key!r} holds negative values (a second moment is "
+                      ">= 0)")
+    if optimizer is not None:
+        fresh = optimizer.state_dict()["param_groups"]
+        groups = opt["param_groups"]
+        if len(groups) != len(fresh):
+            raise bad(f"{len(groups)} optimizer parameter groups; the model has {len(fresh)}")
+        for i, (g, f) in enumerate(zip(groups, fresh, strict=True)):
+            if not isinstance(g, dict) or set(g) != set(f):
+                raise bad(f"optimizer group {i} has keys {sorted(g) if isinstance(g, dict) else g}"
+                          f"; expected {sorted(f)}")
+            for k in f:
+                if k in ("lr", "betas"):
+                    continue
+                if g[k] != f[k]:
+                    raise bad(f"optimizer group {i} {k}={g[k]!r}; the run's config gives "
+                              f"{f[k]!r}")
+            betas = g.get("betas", (0.0, 0.0))
+            if not (isinstance(betas, tuple | list) and len(betas) == 2
+                    and all(_finite_number(b) and 0 <= b < 1 for b in betas)):
+                raise bad(f"optimizer group {i} betas={betas!r}; expected two numbers in [0, 1)")
+            want = (sched.get("_last_lr", [None] * len(fresh))[i] if isinstance(sched, dict)
+                    else f["lr"])
+            if not _finite_number(g["lr"]) or g["lr"] < 0 or (want is not None
+                                                              and g["lr"] != want):
+                raise bad(f"optimizer group {i} lr={g['lr']!r}; the schedule gives {want!r}")
+    if scheduler is not None:
+        fresh = scheduler.state_dict()
+        if not isinstance(sched, dict) or set(sched) != set(fresh):
+            raise bad("the learning-rate schedule's state does not match the run's schedule")
+        for k in fresh:
+            if k not in _PROGRESS and sched[k] != fresh[k]:
+                raise bad(f"schedule {k}={sched[k]!r}; the run's config gives {fresh[k]!r}")
+        if sched["last_epoch"] != step or sched["_step_count"] != step + 1:
+            raise bad(f"the schedule is at step {sched['last_epoch']!r} but the loop at {step}")
+        lrs = sched["_last_lr"]
+        if not (isinstance(lrs, list) and len(lrs) == len(fresh["_last_lr"])
+                and all(_finite_number(v) and v >= 0 for v in lrs)):
+            raise bad(f"schedule learning rates {lrs!r}; expected numbers >= 0")
+    elif sched is not None:
+        raise bad("the file holds a learning-rate schedule but the run has none")
+
+
 def _optimizer_state(path, opt, tensors) -> dict:
     """``{parameter index: {name: value}}`` from the JSON scalars and the ``optim.*`` arrays."""
     try:
@@ -166,7 +236,8 @@ def _snapshot(model, optimizer):
     return restore
 
 
-def load_training_state(path, model, optimizer, scheduler) -> tuple[dict, dict]:
+def load_training_state(path, model, optimizer, scheduler, *, steps_per_epoch=None,
+                        data: str | None = None) -> tuple[dict, dict]:
     """Restore model, optimizer and scheduler in place; return ``(loop, config)``.
 
     Everything is checked first — loop position (epoch, batch, step: non-negative ints),
@@ -195,6 +266,11 @@ def load_training_state(path, model, optimizer, scheduler) -> tuple[dict, dict]:
         raise CheckpointError(f"{path}: damaged training-state metadata ({e})") from None
     _check_loop(path, loop)
     _check_optimizer(path, opt, tensors)
+    _check_consistent(path, loop, opt, sched, optimizer, scheduler, tensors, steps_per_epoch)
+    if data is not None and meta.get("data") not in (None, data):
+        raise CheckpointError(f"{path}: the training data is not the data this run started "
+                              f"with (fingerprint {data[:12]}, the run's "
+                              f"{str(meta.get('data'))[:12]}); resume needs the same data")
     state = _optimizer_state(path, opt, tensors)
     restore = _snapshot(model, optimizer)
     try:
@@ -206,6 +282,10 @@ def load_training_state(path, model, optimizer, scheduler) -> tuple[dict, dict]:
             optimizer.load_state_dict({"state": state, "param_groups": opt["param_groups"]})
         if scheduler is not None and sched is not None:
             scheduler.load_state_dict(sched)
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError) as e:
+        restore()
+        raise CheckpointError(f"{path}: damaged training state ({type(e).__name__}: "
+                              f"{str(e)[:200]})") from None
     except BaseException:
         restore()
         raise

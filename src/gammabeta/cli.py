@@ -78,6 +78,9 @@ def _fail(message: str, code: int, debug: bool) -> int:
         import traceback
 
         traceback.print_exc()
+    message = " ".join(message.split())  # one line, whatever the parts held
+    if len(message) > 600:  # e.g. a hostile file's header echoed back: keep both ends
+        message = f"{message[:400]} [... {len(message) - 550} characters ...] {message[-150:]}"
     print(f"gammabeta: error: {message}", file=sys.stderr)
     return code
 
@@ -95,6 +98,10 @@ def main(argv=None) -> int:
     debug = "--debug" in argv[:cut] or os.environ.get("GAMMABETA_DEBUG", "") not in ("", "0")
     argv = [x for i, x in enumerate(argv) if not (x == "--debug" and i < cut)]
     args = build_parser().parse_args(argv)
+    import warnings
+
+    if not debug:  # overflow in a diverging run is reported once, by the non-finite guard
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
     try:
         return args.func(args)
     except NonFiniteError as e:  # the run itself failed: 1, not a usage error

@@ -6,6 +6,7 @@ command-line run with the same config give the same numbers.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from .checkpoint import load_training_state, save_training_state
 from .config import TrainConfig, recipe
 from .data.loader import DataLoader
 from .data.registry import load_dataset
-from .errors import ConfigError
+from .errors import ConfigError, DataError, NonFiniteError
 from .models import build_model
 from .models.size import check_fits
 from .nn.losses import CrossEntropyLoss
@@ -38,6 +39,7 @@ class RunResult:
     input_shape: tuple = ()
     num_classes: int = 0
     dataset_note: str = ""
+    input_range: tuple = ()  # (min, max) of the training inputs, for predict's scale check
 
     def metrics(self) -> dict:
         """The JSON written to ``metrics.json``."""
@@ -46,6 +48,18 @@ class RunResult:
                 "history": self.history.as_dict(), "dataset_note": self.dataset_note,
                 "note": "val_* columns are the held-out test split, recorded for the curves "
                         "only; no epoch or setting is selected by them"}
+
+
+def fingerprint(ds) -> str:
+    """SHA-256 of a dataset's arrays (train and test, values and shapes): what ``--resume``
+    compares, so a run never continues on other data (a relative path read from elsewhere,
+    a file changed in place)."""
+    h = hashlib.sha256()
+    for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.data)
+    return h.hexdigest()
 
 
 def make_optimizer(cfg: TrainConfig, model):
@@ -93,8 +107,12 @@ def run(cfg: TrainConfig, on_step: Callable | None = None, on_epoch: Callable | 
     cfg = cfg.validate()  # every option, before any data is read or memory allocated
     ds = dataset if dataset is not None else load_dataset(
         cfg.data, data_dir=cfg.data_dir, download=cfg.download, seed=cfg.seed)
+    if len(ds.input_shape) > 3:
+        raise DataError(f"{cfg.data}: samples of shape {tuple(ds.input_shape)}; gammabeta's "
+                        "models take (N, features), (N, C, L) or (N, C, H, W) inputs")
     cfg = cfg.resolved(len(ds.input_shape)).validate()
-    check_fits(cfg.model, ds.input_shape, ds.num_classes, cfg.batch_size, cfg.model_kwargs())
+    check_fits(cfg.model, ds.input_shape, ds.num_classes, min(cfg.batch_size, len(ds.y_train)),
+               cfg.model_kwargs())
     if on_start is not None:
         on_start(cfg, ds)
     rng = np.random.default_rng(cfg.seed)
@@ -104,14 +122,16 @@ def run(cfg: TrainConfig, on_step: Callable | None = None, on_epoch: Callable | 
     steps = len(DataLoader(ds.x_train, ds.y_train, batch_size=cfg.batch_size, shuffle=False))
     sched = make_scheduler(cfg, opt, steps)
     loop = None
+    data = fingerprint(ds) if state_path is not None else None
     if resume:
-        loop, _ = load_training_state(state_path, model, opt, sched)
+        loop, _ = load_training_state(state_path, model, opt, sched, steps_per_epoch=steps,
+                                      data=data)
     if on_model is not None:
         on_model(model)
     checkpoint = None
     if state_path is not None:
         def checkpoint(state):
-            save_training_state(state_path, model, opt, sched, state, cfg.to_dict())
+            save_training_state(state_path, model, opt, sched, state, cfg.to_dict(), data)
     loss_fn = CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     history = fit(model, ds.x_train, ds.y_train, optimizer=opt, epochs=cfg.epochs,
                   batch_size=cfg.batch_size, rng=rng, loss_fn=loss_fn, scheduler=sched,
@@ -119,6 +139,10 @@ def run(cfg: TrainConfig, on_step: Callable | None = None, on_epoch: Callable | 
                   on_nonfinite=cfg.on_nonfinite, clip_grad_norm=cfg.clip_grad_norm,
                   checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=loop,
                   should_stop=should_stop)
-    final = evaluate(model, ds.x_test, ds.y_test, loss_fn=CrossEntropyLoss())
+    try:
+        final = evaluate(model, ds.x_test, ds.y_test, loss_fn=CrossEntropyLoss())
+    except NonFiniteError as e:
+        raise NonFiniteError(f"the final evaluation on the test split: {e}") from None
     return RunResult(cfg, model, history, final["accuracy"], final["loss"],
-                     time.perf_counter() - t0, tuple(ds.input_shape), ds.num_classes, ds.note)
+                     time.perf_counter() - t0, tuple(ds.input_shape), ds.num_classes, ds.note,
+                     (float(ds.x_train.min()), float(ds.x_train.max())))

@@ -60,10 +60,36 @@ _REGISTRY: dict[str, Callable] = {}
 _TRUNC_STD = 0.87962566103423978
 
 
+def _checked(fn: Callable) -> Callable:
+    """``fn`` with its arguments checked first: a shape of whole numbers >= 0, a
+    ``numpy.random.Generator`` where one is needed, finite numbers where the defaults are
+    numbers (each refused with a :class:`ConfigError` naming the initializer)."""
+    params = inspect.signature(fn).parameters
+    needs_rng = params["rng"].default is inspect.Parameter.empty
+
+    @functools.wraps(fn)
+    def wrapper(shape, rng=None, **kwargs):
+        dims = (shape,) if isinstance(shape, int | np.integer) else shape
+        if not isinstance(dims, tuple | list) or not all(
+                isinstance(d, int | np.integer) and not isinstance(d, bool) and d >= 0
+                for d in dims):
+            raise ConfigError(f"{fn.__name__}: shape={shape!r}; expected a tuple of whole "
+                              "numbers >= 0")
+        if (needs_rng or rng is not None) and not isinstance(rng, np.random.Generator):
+            raise ConfigError(f"{fn.__name__}: rng={rng!r}; expected a numpy.random.Generator "
+                              "(numpy.random.default_rng(seed))")
+        _check_kwargs(fn, fn.__name__, {k: v for k, v in kwargs.items() if k != "dtype"})
+        return fn(tuple(int(d) for d in dims), rng, **kwargs)
+
+    return wrapper
+
+
 def register(*names: str):
-    """Decorator adding an initializer to the registry under one or more names."""
+    """Decorator adding an initializer to the registry under one or more names (with its
+    arguments checked, see :func:`_checked`)."""
 
     def deco(fn):
+        fn = _checked(fn)
         for n in names:
             _REGISTRY[n] = fn
         return fn
@@ -83,6 +109,10 @@ def compute_fans(shape) -> tuple[int, int]:
         return 1, 1
     if len(shape) == 1:
         return shape[0], shape[0]
+    if len(shape) < 2:
+        raise ConfigError(f"shape {tuple(shape)}: fan-in and fan-out need a weight of 2 or more "
+                          "dimensions (out, in, ...); for a vector use ones, zeros, a number "
+                          "or normal(...)")
     receptive = math.prod(shape[2:])
     return shape[1] * receptive, shape[0] * receptive
 
@@ -96,6 +126,10 @@ def calculate_gain(nonlinearity: str = "linear", param: float | None = None) -> 
     if nonlinearity == "relu":
         return math.sqrt(2.0)
     if nonlinearity == "leaky_relu":
+        if param is not None and (isinstance(param, bool) or not isinstance(param, int | float)
+                                  or not math.isfinite(param)):
+            raise ConfigError(f"calculate_gain: param={param!r}; expected a finite number "
+                              "(the leaky_relu slope)")
         slope = 0.01 if param is None else float(param)
         return math.sqrt(2.0 / (1 + slope**2))
     if nonlinearity == "selu":
@@ -129,8 +163,8 @@ def variance_scaling(shape, rng, *, scale=1.0, mode="fan_in", distribution="trun
     n = {"fan_in": fi, "fan_out": fo, "fan_avg": (fi + fo) / 2.0}.get(mode)
     if n is None:
         raise ConfigError(f"variance_scaling: mode={mode!r}; expected fan_in, fan_out or fan_avg")
-    if scale <= 0:
-        raise ConfigError(f"variance_scaling: scale={scale}; expected a positive number")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ConfigError(f"variance_scaling: scale={scale}; expected a finite number > 0")
     var = scale / max(1.0, n)
     if distribution == "truncated_normal":
         out = _truncated_standard_normal(shape, rng) * (math.sqrt(var) / _TRUNC_STD)
@@ -145,6 +179,9 @@ def variance_scaling(shape, rng, *, scale=1.0, mode="fan_in", distribution="trun
             "normal or uniform"
         )
     return np.asarray(out, dtype=dtype)
+
+
+variance_scaling = _checked(variance_scaling)
 
 
 @register("zeros")

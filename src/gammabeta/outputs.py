@@ -23,7 +23,8 @@ from pathlib import Path
 
 from .errors import ConfigError, OutputError
 
-__all__ = ["RUN_FILES", "run_folder_name", "check_run_folder", "locked", "safe_name"]
+__all__ = ["RUN_FILES", "run_folder_name", "check_run_folder", "locked", "safe_name",
+           "remove_stale_temporaries"]
 
 # What ``gammabeta train`` writes into its folder (and nothing else there is touched).
 RUN_FILES = ("model.safetensors", "metrics.json", "curves.png", "train_state.safetensors",
@@ -70,8 +71,22 @@ def existing_run_files(folder: Path) -> list[str]:
     return [f for f in RUN_FILES if (folder / f).exists()]
 
 
+def remove_stale_temporaries(folder: Path) -> list[str]:
+    """Delete temp files that a killed process left beside :data:`RUN_FILES` (``.NAME.*.tmp``
+    from :func:`gammabeta.io.atomic_write`); call it holding the folder's lock."""
+    gone = []
+    for name in RUN_FILES:
+        for tmp in folder.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+            gone.append(tmp.name)
+    return gone
+
+
 def check_run_folder(folder: Path, overwrite: bool, flag: str = "--out") -> None:
     """Refuse ``folder`` if it is a file, or holds an earlier run and ``overwrite`` is off."""
+    if folder.is_symlink() and not folder.exists():
+        raise OutputError(f"{flag} {folder}: is a symbolic link to {os.readlink(folder)}, "
+                          "which does not exist")
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{flag} {folder}: is a file, not a folder")
     if folder.is_dir() and not overwrite:

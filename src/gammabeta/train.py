@@ -120,9 +120,12 @@ def _first_nonfinite_buffer(model: nn.Module, xb) -> str | None:
         bad = b[~np.isfinite(b)]
         if bad.size:  # (a float64 sum can overflow only for float64 buffers near 1e308)
             big = float(np.max(np.abs(xb))) if np.size(xb) else 0.0
+            cause = ("scale the data" if big > 1e15 else
+                     "the weights before it grew too large: lower the learning rate or clip "
+                     "gradients (--clip-grad-norm)")
             return (f"{name!r} became non-finite ({bad.flat[0]}); the values reaching it are "
                     f"too large for {b.dtype} statistics (max |x| in the input batch = "
-                    f"{big:.3g}): scale the data")
+                    f"{big:.3g}): {cause}")
     return None
 
 
@@ -267,13 +270,22 @@ def fit(model: nn.Module, x_train, y_train, *, optimizer, epochs: int, batch_siz
                     checkpoint(loop.as_dict())
                 raise TrainingInterrupted(
                     f"stopped at epoch {loop.epoch}, step {loop.step}", loop.epoch, loop.step)
+        if loop.sums[3] and not loop.sums[2]:
+            raise NonFiniteError(f"epoch {loop.epoch}: all {loop.sums[3]} steps were skipped "
+                                 "(non-finite values at every step); nothing was learned: "
+                                 "lower the learning rate or check the data")
         seen = max(loop.sums[2], 1)
         record = {"epoch": loop.epoch, "train_loss": loop.sums[0] / seen,
                   "train_accuracy": loop.sums[1] / seen, "lr": loop.lr_epoch}
         if skip:
             record["skipped_steps"] = loop.sums[3]
         if x_val is not None:
-            ev = evaluate(model, x_val, y_val, eval_batch_size, loss_fn)
+            try:
+                ev = evaluate(model, x_val, y_val, eval_batch_size, loss_fn)
+            except NonFiniteError as e:
+                raise NonFiniteError(f"epoch {loop.epoch}, evaluating on the held-out split "
+                                     f"after the epoch: {e}; lower the learning rate or clip "
+                                     "gradients (--clip-grad-norm)") from None
             record.update(val_loss=ev["loss"], val_accuracy=ev["accuracy"])
         record["seconds"] = time.perf_counter() - t0
         loop.history.append(record)

@@ -11,6 +11,7 @@ from the run it continues.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -18,7 +19,14 @@ from pathlib import Path
 from . import __version__
 from .config import MODEL_FLAGS, Option, TrainConfig, parse_text, recipe
 from .errors import ConfigError, GammabetaError
-from .outputs import check_run_folder, existing_run_files, locked, run_folder_name
+from .outputs import (
+    RUN_FILES,
+    check_run_folder,
+    existing_run_files,
+    locked,
+    remove_stale_temporaries,
+    run_folder_name,
+)
 
 __all__ = ["add_train_arguments", "cmd_train", "train_and_save", "STATE_FILE", "flag"]
 
@@ -74,7 +82,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="output folder (default: runs/DATA-MODEL[-option=value...]-seedN, "
                         "naming every option that differs from its default)")
     r.add_argument("--overwrite", action="store_true",
-                   help="replace the run already in --out (otherwise refused)")
+                   help="replace the run already in --out: its files are deleted when the "
+                        "new run starts (otherwise refused)")
     r.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the run in DIR with its own options (other training "
                         "options are refused when they differ)")
@@ -161,7 +170,10 @@ def config_from_args(a) -> TrainConfig:
         return flag(name) if name in given else f"{a.config}: {name}" if name in from_file \
             else name
 
-    return TrainConfig(**values).validate(label)
+    cfg = TrainConfig(**values).validate(label)
+    if cfg.data.lower().endswith((".npz", ".csv")):  # --resume from anywhere reads this file
+        cfg = dataclasses.replace(cfg, data=str(Path(cfg.data).expanduser().resolve()))
+    return cfg
 
 
 class _Progress:
@@ -266,6 +278,10 @@ def train_and_save(cfg, out: Path, quiet: bool = False, resume: bool = False,
     try:
         with locked(out, "gammabeta train"), _StopOnSigint() as stop:
             check_run_folder(out, overwrite or resume)  # again, now that the folder is ours
+            remove_stale_temporaries(out)
+            if overwrite and not resume:  # the earlier run goes, so the two never mix
+                for name in RUN_FILES:
+                    (out / name).unlink(missing_ok=True)
             try:
                 result = run(cfg, on_epoch=prog.on_epoch, on_start=prog.on_start,
                              on_step=on_step, state_path=out / STATE_FILE, resume=resume,
@@ -279,14 +295,13 @@ def train_and_save(cfg, out: Path, quiet: bool = False, resume: bool = False,
             meta = {"format": "gammabeta-checkpoint-1", "gammabeta_version": __version__,
                     "config": json.dumps(result.config.to_dict()),
                     "input_shape": json.dumps(list(result.input_shape)),
-                    "num_classes": str(result.num_classes)}
+                    "num_classes": str(result.num_classes),
+                    "input_range": json.dumps(list(result.input_range))}
             save_checkpoint(out / "model.safetensors", result.model.state_dict(), meta)
             atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
             plot_curves(metrics["history"], out / "curves.png",
                         title=f"{cfg.data} / {cfg.model}: test accuracy "
                               f"{100 * result.test_accuracy:.2f}%")
-            if overwrite and not diagnostics_every and not resume:
-                (out / "diagnostics.json").unlink(missing_ok=True)  # the old run's
     except BaseException:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # nothing written: leave no empty folder behind
@@ -358,6 +373,9 @@ def _refuse_conflicts(a, stored: TrainConfig) -> None:
 def cmd_train(a) -> int:
     from .errors import TrainingInterrupted
 
+    for name in ("out", "resume", "config"):
+        if getattr(a, name) is not None and not getattr(a, name).strip():
+            raise ConfigError(f"{flag(name)} is empty; expected a path")
     initial = 0
     checkpoint_every = _every(a, "checkpoint_every")
     every = _every(a, "diagnostics_every") or 10

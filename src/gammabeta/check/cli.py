@@ -69,6 +69,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     p.add_argument("--json", action="store_true", help="print a machine-readable report")
     p.add_argument("--output", "-o", metavar="FILE", help="also write the JSON report to FILE")
+    p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     p.set_defaults(func=run)
     return p
 
@@ -91,6 +92,11 @@ def run(args) -> int:
         if not out.parent.is_dir() or out.is_dir():
             raise OutputError(f"--output {out}: " + ("is a folder; expected a file name"
                               if out.is_dir() else f"folder {out.parent} does not exist"))
+        if out.exists() and not args.overwrite:
+            raise OutputError(f"--output {out} exists; pass --overwrite to replace it, or "
+                              "choose another name")
+        if out.exists() and out.resolve() == Path(args.target.rsplit(":", 1)[0]).resolve():
+            raise OutputError(f"--output {out} is the file being checked; choose another name")
     report = check(args.target, **opts)
     print(report.to_json() if args.json else report.to_text())
     if args.output:

@@ -81,4 +81,9 @@ def load_file(
             f"with seed {seed}"
         )
     num_classes = int(max(y_tr.max(), y_te.max())) + 1
+    unseen = sorted(set(np.unique(y_te).tolist()) - set(np.unique(y_tr).tolist()))
+    if unseen:  # allowed (a split can do this), but the user should know why they fail
+        shown = ", ".join(map(str, unseen[:10])) + (", ..." if len(unseen) > 10 else "")
+        note = (note + "; " if note else "") + (
+            f"class(es) {shown} appear in the test split only: the model cannot learn them")
     return Dataset(path.name, x_tr, y_tr, x_te, y_te, num_classes, note).validate()

@@ -76,6 +76,9 @@ def _read_header(read, path: Path) -> tuple[np.dtype, tuple[int, ...], int]:
         raise DataError(
             f"{path}: unsupported IDX dtype code 0x{code:02X}; expected one of {_CODES_TEXT}"
         )
+    if ndim > 8:
+        raise DataError(f"{path}: IDX header declares {ndim} dimensions; expected 1 to 8 "
+                        "(images are 3: count, rows, columns)")
     if ndim == 0:
         raise DataError(f"{path}: IDX header says 0 dimensions; expected at least 1")
     raw_dims = read(4 * ndim)

@@ -21,9 +21,13 @@ __all__ = ["add_parser", "add_export_parser", "add_predict_parser", "cmd_export"
            "cmd_predict", "main"]
 
 
-def _output_file(path: str, flag: str, overwrite: bool) -> Path:
-    """Refuse an output file whose folder is missing, or that exists (without --overwrite)."""
+def _output_file(path: str, flag: str, overwrite: bool, reads=()) -> Path:
+    """Refuse an output file whose folder is missing, that exists (without --overwrite), or
+    that is one of the files the command ``reads`` (even with --overwrite)."""
     p = Path(path)
+    for r in reads:
+        if Path(r).exists() and p.exists() and p.resolve() == Path(r).resolve():
+            raise OutputError(f"{flag} {p} is the file this command reads; choose another name")
     if not p.parent.is_dir():
         raise OutputError(f"{flag} {p}: folder {p.parent} does not exist (create it first)")
     if p.is_dir():
@@ -38,10 +42,12 @@ def cmd_export(a) -> int:
     """Rebuild the model from ``--model`` and write the ONNX file."""
     from .fold import fold_batchnorm
     from .onnx_export import export_onnx
-    from .predict import load_model
+    from .predict import check_outputs, load_model, predict_proba
 
+    if not a.onnx.strip():
+        raise ConfigError("--onnx is empty; expected a file name such as model.onnx")
     lm = load_model(a.model)
-    _output_file(a.onnx, "--onnx", a.overwrite)
+    _output_file(a.onnx, "--onnx", a.overwrite, reads=[lm.path])
     model, notes = lm.model, []
     if a.fold_bn:
         model = fold_batchnorm(model)
@@ -52,6 +58,8 @@ def cmd_export(a) -> int:
             why = (" after folding BatchNorm (extreme γ or running_var); export without "
                    "--fold-bn" if a.fold_bn else "")
             raise ConfigError(f"--model {a.model}: tensor {key!r} is not finite{why}")
+    probe = np.zeros((2, *lm.input_shape), dtype=np.float32)  # weights that overflow float32
+    check_outputs(predict_proba(model, probe), a.model)
     proto = export_onnx(model, a.onnx, lm.input_shape, opset=a.opset)
     shape = ", ".join(map(str, lm.input_shape))
     print(f"wrote {a.onnx}: opset {a.opset}, {len(proto.graph.node)} nodes, "
@@ -65,15 +73,28 @@ def cmd_export(a) -> int:
 def cmd_predict(a) -> int:
     """Class probabilities and argmax for every sample of ``INPUT``."""
     from ..io import atomic_write_text
-    from .predict import format_predictions, load_inputs, load_model, predict_proba
+    from .predict import (
+        check_outputs,
+        check_range,
+        format_predictions,
+        load_inputs,
+        load_model,
+        predict_proba,
+    )
 
+    if a.out is not None and not a.out.strip():
+        raise ConfigError("--out is empty; expected a file name such as probs.csv")
     if a.out:
-        _output_file(a.out, "--out", a.overwrite)
+        _output_file(a.out, "--out", a.overwrite, reads=[a.input])
     if a.batch_size < 1:
         raise ConfigError(f"--batch-size={a.batch_size}; expected a whole number >= 1")
     lm = load_model(a.model)
+    if a.out:
+        _output_file(a.out, "--out", a.overwrite, reads=[a.input, lm.path])
     x, y = load_inputs(a.input, lm.input_shape, max_classes=lm.num_classes)
+    check_range(x, lm, a.input)
     probs = predict_proba(lm.model, x, a.batch_size)
+    check_outputs(probs, a.model)
     text = format_predictions(probs)
     info = sys.stderr
     if a.out:

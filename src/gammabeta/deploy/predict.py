@@ -23,9 +23,17 @@ from pathlib import Path
 import numpy as np
 
 from .. import nn
-from ..errors import CheckpointError, ConfigError, DataError, ShapeError, StateDictError
+from ..errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    NonFiniteError,
+    ShapeError,
+    StateDictError,
+)
 
-__all__ = ["LoadedModel", "load_model", "load_inputs", "predict_proba", "format_predictions"]
+__all__ = ["LoadedModel", "load_model", "load_inputs", "predict_proba", "format_predictions",
+           "check_range", "check_outputs"]
 
 
 @dataclass
@@ -37,12 +45,16 @@ class LoadedModel:
     num_classes: int
     config: object
     path: Path
+    input_range: tuple[float, float] | None = None  # of the training inputs, if recorded
 
 
 def _checkpoint_path(path) -> Path:
     p = Path(path).expanduser()
     if p.is_dir():
         p = p / "model.safetensors"
+    if p.suffix.lower() in (".npz", ".csv", ".onnx"):
+        raise CheckpointError(f"--model {p}: is a {p.suffix} file; expected a run folder "
+                              "holding model.safetensors (gammabeta train --out DIR)")
     if not p.exists():
         raise CheckpointError(f"{p}: no such checkpoint; expected a run folder holding "
                               "model.safetensors (gammabeta train --out DIR) or the file itself")
@@ -103,17 +115,62 @@ def load_model(path) -> LoadedModel:
     input_shape = _meta_input_shape(p, meta["input_shape"])
     num_classes = _meta_num_classes(p, meta["num_classes"])
     try:
-        cfg = TrainConfig.from_dict(json.loads(meta["config"]))
-    except (ValueError, TypeError, RecursionError) as e:
-        raise CheckpointError(f"{p}: unreadable metadata ({e})") from None
-    model = build_model(cfg.model, input_shape, num_classes, rng=np.random.default_rng(0),
-                        **cfg.model_kwargs())
+        cfg = TrainConfig.from_dict(json.loads(meta["config"])).validate()
+        from ..models.size import check_fits
+
+        check_fits(cfg.model, input_shape, num_classes, 1, cfg.model_kwargs())
+        model = build_model(cfg.model, input_shape, num_classes, rng=np.random.default_rng(0),
+                            **cfg.model_kwargs())
+    except (ValueError, TypeError, RecursionError) as e:  # ConfigError is a ValueError
+        raise CheckpointError(f"{p}: its metadata config cannot rebuild the model ({e})") \
+            from None
     try:
         model.load_state_dict(state, strict=True)
     except StateDictError as e:
         raise StateDictError(f"{p}: {e}") from None
     model.eval()
-    return LoadedModel(model, input_shape, num_classes, cfg, p)
+    return LoadedModel(model, input_shape, num_classes, cfg, p,
+                       _meta_range(p, meta.get("input_range")))
+
+
+def _meta_range(p: Path, raw) -> tuple[float, float] | None:
+    """``input_range``: [min, max] of the training inputs (finite, min <= max), if present."""
+    if raw is None:
+        return None
+    v = _meta_json(p, "input_range", raw)
+    if not (isinstance(v, list) and len(v) == 2 and all(
+            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+            for x in v) and v[0] <= v[1]):
+        raise CheckpointError(f"{p}: metadata input_range = {str(raw)[:80]!r}; expected "
+                              "[min, max] of the training inputs")
+    return float(v[0]), float(v[1])
+
+
+def check_range(x: np.ndarray, lm: LoadedModel, source) -> None:
+    """Refuse inputs whose spread differs from the training inputs' by more than 50×: the
+    sign of a different scaling (raw 0-255 pixels against a model trained on 0-1, or the
+    reverse), which would give confident, wrong predictions."""
+    if lm.input_range is None or x.size == 0:
+        return
+    lo, hi = float(x.min()), float(x.max())
+    t_lo, t_hi = lm.input_range
+    spread, t_spread = hi - lo, t_hi - t_lo
+    ratio = max(spread / t_spread, t_spread / spread) if spread > 0 and t_spread > 0 else 1
+    if ratio > 50:
+        raise DataError(f"{source}: inputs span [{lo:.4g}, {hi:.4g}] but the model was trained "
+                        f"on inputs spanning [{t_lo:.4g}, {t_hi:.4g}] ({ratio:.0f}x apart); "
+                        "scale them as the training data was (IDX images are divided by 255, "
+                        ".npz and .csv values are used as they are)")
+
+
+def check_outputs(probs: np.ndarray, model_path) -> None:
+    """Refuse non-finite probabilities (weights or inputs that overflow float32)."""
+    bad = ~np.isfinite(probs).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise NonFiniteError(f"{model_path}: the model's output for sample {i} is not finite "
+                             f"({int(bad.sum())} of {len(probs)} samples); its weights or the "
+                             "inputs overflow float32")
 
 
 def _read_npz(path: Path, max_classes: int) -> tuple[np.ndarray, np.ndarray | None, str]:
@@ -148,6 +205,8 @@ def load_inputs(path, input_shape, *, max_classes: int | None = None,
 
     max_classes = MAX_CLASSES if max_classes is None else max_classes
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; expected a .npz, .csv or IDX input file")
     if not path.is_file():
         raise DataError(f"{path}: no such file; expected a .npz, .csv or IDX input file")
     if path.stat().st_size == 0:
