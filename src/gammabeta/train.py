@@ -242,6 +242,9 @@ def fit(model: nn.Module, x_train, y_train, *, optimizer, epochs: int, batch_siz
                     problem = _first_nonfinite_buffer(model, xb)
                     hint = ""
             if problem is not None:
+                if loop.step == 0 and "became non-finite" not in problem:
+                    hint = ("; this is the first step, before any update: check the "
+                            "initialization (weight, γ and β inits) and the data")
                 if not skip:
                     raise NonFiniteError(f"epoch {loop.epoch}, step {loop.step + 1}: {problem}"
                                          + hint)

@@ -19,7 +19,8 @@ def run_all(targets, opts: CheckOptions) -> list[Report]:
 def _setup_error(report: Report, message: str) -> Report:
     """The checker could not drive the target (a constructor argument it cannot guess, ...)."""
     report.add(Finding("setup", "error", "driving the layer", message,
-                       cause="give what is missing with the flags the message names"))
+                       cause="give what is missing with --init-args, --kind, --shapes or the "
+                             "attribute flags (see gammabeta check --help)"))
     return report
 
 

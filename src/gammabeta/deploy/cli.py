@@ -58,8 +58,9 @@ def cmd_export(a) -> int:
             why = (" after folding BatchNorm (extreme γ or running_var); export without "
                    "--fold-bn" if a.fold_bn else "")
             raise ConfigError(f"--model {a.model}: tensor {key!r} is not finite{why}")
-    probe = np.zeros((2, *lm.input_shape), dtype=np.float32)  # weights that overflow float32
-    check_outputs(predict_proba(model, probe), a.model)
+    lo, hi = lm.input_range or (-1.0, 1.0)  # inputs like the training data's: do the
+    probe = np.random.default_rng(0).uniform(lo, hi, (8, *lm.input_shape))  # weights overflow?
+    check_outputs(predict_proba(model, probe.astype(np.float32)), a.model)
     proto = export_onnx(model, a.onnx, lm.input_shape, opset=a.opset)
     shape = ", ".join(map(str, lm.input_shape))
     print(f"wrote {a.onnx}: opset {a.opset}, {len(proto.graph.node)} nodes, "
