@@ -81,6 +81,11 @@ def _fail(message: str, code: int, debug: bool) -> int:
     message = " ".join(message.split())  # one line, whatever the parts held
     if len(message) > 600:  # e.g. a hostile file's header echoed back: keep both ends
         message = f"{message[:400]} [... {len(message) - 550} characters ...] {message[-150:]}"
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None and mpi.COMM_WORLD.Get_size() > 1:  # one failing rank ends the job
+        print(f"gammabeta: error: [rank {mpi.COMM_WORLD.Get_rank()}] {message}; stopping "
+              "every rank (the last complete checkpoint is kept)", file=sys.stderr, flush=True)
+        mpi.COMM_WORLD.Abort(code)
     print(f"gammabeta: error: {message}", file=sys.stderr)
     return code
 

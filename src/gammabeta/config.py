@@ -277,6 +277,8 @@ class TrainConfig:
     on_nonfinite: str = _opt("raise", "str", "at a NaN/inf loss, activation, statistic or "
                              "gradient: stop (naming the step and layer) or skip that step",
                              choices=("raise", "skip-step"))
+    sync_bn: bool = _opt(True, "bool", "under mpiexec: BatchNorm statistics over the whole "
+                         "global batch (SyncBatchNorm); --no-sync-bn keeps each worker's own")
     clip_grad_norm: float | None = _opt(None, "float", "clip the global gradient norm to this "
                                         "value", lo=0, lo_open=True, optional=True,
                                         unset="no clipping")

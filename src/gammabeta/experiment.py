@@ -50,6 +50,19 @@ class RunResult:
                         "only; no epoch or setting is selected by them"}
 
 
+def _check_shares(cfg: TrainConfig, parallel, n_train: int) -> None:
+    """Per-worker BatchNorm needs at least 2 samples of every batch on every rank."""
+    if cfg.norm != "batch" or cfg.sync_bn:
+        return
+    last = n_train % cfg.batch_size or cfg.batch_size
+    smallest = min(parallel.min_share(cfg.batch_size), parallel.min_share(last))
+    if smallest < 2:
+        raise ConfigError(f"--no-sync-bn on {parallel.size} ranks: a batch of "
+                          f"{min(cfg.batch_size, last)} gives a rank {smallest} sample(s), and "
+                          "per-worker BatchNorm needs at least 2; use a larger --batch-size, "
+                          "fewer ranks, or --sync-bn")
+
+
 def fingerprint(ds) -> str:
     """SHA-256 of a dataset's arrays (train and test, values and shapes): what ``--resume``
     compares, so a run never continues on other data (a relative path read from elsewhere,
@@ -94,14 +107,17 @@ def make_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
 def run(cfg: TrainConfig, on_step: Callable | None = None, on_epoch: Callable | None = None,
         dataset=None, on_start: Callable | None = None, state_path=None, resume: bool = False,
         checkpoint_every: int | None = None, should_stop: Callable | None = None,
-        on_model: Callable | None = None) -> RunResult:
+        on_model: Callable | None = None, parallel=None) -> RunResult:
     """Train one model as ``cfg`` says and evaluate it on the test split.
 
     ``on_start(resolved_config, dataset)`` is called once the data is loaded and
     ``on_model(model)`` once the model is built (e.g. to attach diagnostics). With
     ``state_path`` the full training state is saved there (atomically) after every epoch,
     every ``checkpoint_every`` steps and on a requested stop; ``resume=True`` continues from
-    it, ending bit-identical to an uninterrupted run.
+    it, ending bit-identical to an uninterrupted run. ``parallel`` (a
+    :class:`gammabeta.distributed.DataParallel`; every rank calls ``run`` alike) trains
+    data-parallel: BatchNorm becomes SyncBatchNorm when ``cfg.sync_bn``, rank 0's initial
+    weights are broadcast, and only rank 0 writes the training state.
     """
     t0 = time.perf_counter()
     cfg = cfg.validate()  # every option, before any data is read or memory allocated
@@ -115,9 +131,17 @@ def run(cfg: TrainConfig, on_step: Callable | None = None, on_epoch: Callable | 
                cfg.model_kwargs())
     if on_start is not None:
         on_start(cfg, ds)
+    if parallel is not None:
+        _check_shares(cfg, parallel, len(ds.y_train))
     rng = np.random.default_rng(cfg.seed)
     model = build_model(cfg.model, ds.input_shape, ds.num_classes, rng=rng,
                         **cfg.model_kwargs())
+    if parallel is not None:
+        if cfg.sync_bn and cfg.norm == "batch":
+            from .nn import convert_sync_batchnorm
+
+            model = convert_sync_batchnorm(model, parallel.comm)
+        parallel.broadcast_model(model)
     opt = make_optimizer(cfg, model)
     steps = len(DataLoader(ds.x_train, ds.y_train, batch_size=cfg.batch_size, shuffle=False))
     sched = make_scheduler(cfg, opt, steps)
@@ -130,15 +154,16 @@ def run(cfg: TrainConfig, on_step: Callable | None = None, on_epoch: Callable | 
         on_model(model)
     checkpoint = None
     if state_path is not None:
-        def checkpoint(state):
-            save_training_state(state_path, model, opt, sched, state, cfg.to_dict(), data)
+        def checkpoint(state):  # called on every rank; rank 0 writes
+            if parallel is None or parallel.is_root:
+                save_training_state(state_path, model, opt, sched, state, cfg.to_dict(), data)
     loss_fn = CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     history = fit(model, ds.x_train, ds.y_train, optimizer=opt, epochs=cfg.epochs,
                   batch_size=cfg.batch_size, rng=rng, loss_fn=loss_fn, scheduler=sched,
                   x_val=ds.x_test, y_val=ds.y_test, on_step=on_step, on_epoch=on_epoch,
                   on_nonfinite=cfg.on_nonfinite, clip_grad_norm=cfg.clip_grad_norm,
                   checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=loop,
-                  should_stop=should_stop)
+                  should_stop=should_stop, parallel=parallel)
     try:
         final = evaluate(model, ds.x_test, ds.y_test, loss_fn=CrossEntropyLoss())
     except NonFiniteError as e:

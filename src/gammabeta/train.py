@@ -16,6 +16,7 @@ from . import nn
 from .data.loader import DataLoader
 from .errors import ConfigError, NonFiniteError, TrainingInterrupted
 from .nn.losses import CrossEntropyLoss
+from .nn.mode import batch_shard
 from .optim.clip import clip_grad_norm_
 
 __all__ = ["History", "fit", "evaluate", "predict_logits", "train_epoch"]
@@ -129,6 +130,52 @@ def _first_nonfinite_buffer(model: nn.Module, xb) -> str | None:
     return None
 
 
+def _global_sums(sums, parallel) -> list:
+    """Loss·n, correct, seen, skipped summed over the ranks (skipped: every rank skips the
+    same steps, so rank 0's count)."""
+    if parallel is None:
+        return list(sums)
+    total = parallel.reduce(sums[:3])
+    return [float(total[0]), int(round(total[1])), int(round(total[2])), sums[3]]
+
+
+def _forward_backward(model, loss_fn, xb, yb, total: int, parallel):
+    """One step's forward, loss and backward on this process's rows.
+
+    Returns ``(loss, logits, problem)``: the mean loss over the global batch, this share's
+    logits, and None or a phrase naming the first non-finite loss, gradient or buffer — the
+    same on every rank, which then all take the same branch. With ``parallel`` the output
+    gradient is scaled by ``n / total`` and the gradients summed over the ranks.
+    """
+    logits = model(xb)
+    n = len(yb)
+    try:
+        loss = float(loss_fn(logits, yb)) if n else 0.0
+    except NonFiniteError:
+        loss = float("nan")
+    shown, finite = loss, bool(np.isfinite(loss))
+    if parallel is not None:
+        bad, loss_n = parallel.reduce([0.0 if finite else 1.0, loss * n if finite else 0.0])
+        finite, shown = bad == 0, (loss_n / total if bad == 0 else float("nan"))
+    if not finite:
+        where = _first_nonfinite_layer(model, xb)  # every rank reruns: collectives match
+        problem = (f"non-finite loss ({loss}); first non-finite output in {where}"
+                   if not np.isfinite(loss) else None)
+        return shown, logits, parallel.first(problem) if parallel is not None else problem
+    dy = loss_fn.backward() if n else np.zeros_like(logits)
+    if parallel is not None:
+        dy = dy * dy.dtype.type(n / total)
+    model.backward(dy)
+    if parallel is not None:
+        parallel.allreduce_gradients(model.parameters())
+    bad = _first_nonfinite_grad(model)
+    problem = (f"non-finite gradient, first in parameter {bad!r}" if bad is not None
+               else _first_nonfinite_buffer(model, xb))
+    if parallel is not None:  # per-worker BatchNorm buffers can differ between ranks
+        problem = parallel.first(problem)
+    return shown, logits, problem
+
+
 class _Loop:
     """Position and random state of a run, JSON-ready for a training-state checkpoint."""
 
@@ -142,9 +189,10 @@ class _Loop:
             rng.bit_generator.state = r["rng"]
         self.rng = rng
 
-    def as_dict(self) -> dict:
+    def as_dict(self, sums=None) -> dict:
         return {"epoch": self.epoch, "batch": self.batch, "step": self.step,
-                "sums": list(self.sums), "rng_epoch": self.rng_epoch, "lr_epoch": self.lr_epoch,
+                "sums": list(self.sums if sums is None else sums),
+                "rng_epoch": self.rng_epoch, "lr_epoch": self.lr_epoch,
                 "rng": self.rng.bit_generator.state, "history": self.history.records}
 
 
@@ -186,7 +234,7 @@ def fit(model: nn.Module, x_train, y_train, *, optimizer, epochs: int, batch_siz
         eval_batch_size: int = 1000, on_nonfinite: str = "raise",
         clip_grad_norm: float | None = None, checkpoint: Callable | None = None,
         checkpoint_every: int | None = None, resume: dict | None = None,
-        should_stop: Callable | None = None) -> History:
+        should_stop: Callable | None = None, parallel=None) -> History:
     """Train for ``epochs`` and return the per-epoch :class:`History`.
 
     ``scheduler.step()`` follows every optimizer step. Batches come from a seeded
@@ -201,12 +249,19 @@ def fit(model: nn.Module, x_train, y_train, *, optimizer, epochs: int, batch_siz
     after every epoch, every ``checkpoint_every`` steps and before a requested stop
     (``should_stop()`` true after a step raises :class:`TrainingInterrupted`); ``resume`` is
     such a loop state, from which the run continues bit-identically.
+
+    ``parallel`` (a :class:`gammabeta.distributed.DataParallel`) trains data-parallel: this
+    process takes its share of every global batch of ``batch_size`` and gradients are summed
+    over the ranks (see :mod:`gammabeta.distributed.parallel`); every rank calls ``fit`` with
+    the same arguments, and ``checkpoint`` is called on every rank (write on rank 0 only).
     """
     if on_nonfinite not in ("raise", "skip-step"):
         raise ConfigError(f"on_nonfinite={on_nonfinite!r}; expected 'raise' or 'skip-step'")
     loss_fn = loss_fn or CrossEntropyLoss()
     loader = DataLoader(x_train, y_train, batch_size=batch_size, shuffle=True, rng=rng)
     loop = _Loop(rng, resume)
+    if parallel is not None and not parallel.is_root:
+        loop.sums = [0.0, 0, 0, 0]  # a saved state holds the sums of every rank: counted once
     skip = on_nonfinite == "skip-step"
     while loop.epoch <= epochs:
         t0 = time.perf_counter()
@@ -220,27 +275,18 @@ def fit(model: nn.Module, x_train, y_train, *, optimizer, epochs: int, batch_siz
             rng.bit_generator.state = now
         model.train()
         for xb, yb in loader.batches(order, start=loop.batch):
+            total = len(yb)
+            lo, hi = parallel.share(total) if parallel is not None else (0, total)
+            xb, yb = xb[lo:hi], yb[lo:hi]
             saved = [(m, k, b.copy()) for m in model.modules() for k, b in m._buffers.items()
                      if b is not None] if skip else None
             optimizer.zero_grad()
-            logits = model(xb)
-            problem, hint = None, ("; lower the learning rate, clip gradients "
-                                   "(--clip-grad-norm), or check the data")
-            try:
-                loss = float(loss_fn(logits, yb))
-            except NonFiniteError:
-                loss = float("nan")
-            if not np.isfinite(loss):
-                problem = (f"non-finite loss ({loss}); first non-finite output in "
-                           + _first_nonfinite_layer(model, xb))
-            else:
-                model.backward(loss_fn.backward())
-                bad = _first_nonfinite_grad(model)
-                if bad is not None:
-                    problem = f"non-finite gradient, first in parameter {bad!r}"
-                else:  # running statistics: updated by the forward pass, never by the step
-                    problem = _first_nonfinite_buffer(model, xb)
-                    hint = ""
+            with batch_shard(lo, hi, total):
+                loss, logits, problem = _forward_backward(model, loss_fn, xb, yb, total,
+                                                          parallel)
+            hint = "" if problem and "became non-finite" in problem else (
+                "; lower the learning rate, clip gradients (--clip-grad-norm), or check the "
+                "data")
             if problem is not None:
                 if loop.step == 0 and "became non-finite" not in problem:
                     hint = ("; this is the first step, before any update: check the "
@@ -257,7 +303,7 @@ def fit(model: nn.Module, x_train, y_train, *, optimizer, epochs: int, batch_siz
                     clip_grad_norm_(model.parameters(), clip_grad_norm)
                 optimizer.step()
                 n = len(yb)
-                loop.sums[0] += loss * n
+                loop.sums[0] += loss * n  # this rank's share (summed over ranks when shown)
                 loop.sums[1] += int(np.sum(np.argmax(logits, axis=1) == yb))
                 loop.sums[2] += n
             if scheduler is not None:
@@ -267,12 +313,18 @@ def fit(model: nn.Module, x_train, y_train, *, optimizer, epochs: int, batch_siz
             if on_step is not None:
                 on_step(loop.step, loss)
             if checkpoint is not None and checkpoint_every and loop.step % checkpoint_every == 0:
-                checkpoint(loop.as_dict())
-            if should_stop is not None and should_stop():
+                checkpoint(loop.as_dict(_global_sums(loop.sums, parallel)))
+            stop = should_stop is not None and should_stop()
+            if parallel is not None:
+                stop = parallel.any(stop)
+            if stop:
                 if checkpoint is not None:
-                    checkpoint(loop.as_dict())
+                    checkpoint(loop.as_dict(_global_sums(loop.sums, parallel)))
                 raise TrainingInterrupted(
                     f"stopped at epoch {loop.epoch}, step {loop.step}", loop.epoch, loop.step)
+        if parallel is not None:  # the epoch's figures over every rank's share
+            loop.sums = _global_sums(loop.sums, parallel)
+            parallel.broadcast_buffers(model)  # evaluate and save rank 0's statistics
         if loop.sums[3] and not loop.sums[2]:
             raise NonFiniteError(f"epoch {loop.epoch}: all {loop.sums[3]} steps were skipped "
                                  "(non-finite values at every step); nothing was learned: "

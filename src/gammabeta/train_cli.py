@@ -27,6 +27,7 @@ from .outputs import (
     remove_stale_temporaries,
     run_folder_name,
 )
+from .progress import Progress, StopOnSignal
 
 __all__ = ["add_train_arguments", "cmd_train", "train_and_save", "STATE_FILE", "flag"]
 
@@ -34,7 +35,8 @@ STATE_FILE = "train_state.safetensors"
 _GROUPS = {"data": ("data", "data_dir", "download"),
            "optimization": ("optimizer", "lr", "momentum", "weight_decay", "schedule",
                             "label_smoothing", "batch_size", "epochs", "seed"),
-           "robustness": ("on_nonfinite", "clip_grad_norm")}
+           "robustness": ("on_nonfinite", "clip_grad_norm"),
+           "distributed (mpiexec -n N gammabeta train ...)": ("sync_bn",)}
 
 
 def flag(name: str) -> str:
@@ -53,8 +55,9 @@ def _add(group, name: str, o: Option, default) -> None:
     else:
         shown = default
     help_text = f"{o.help} (default: {shown})"
-    if o.kind == "bool":
-        group.add_argument(flag(name), dest=name, action="store_true",
+    if o.kind == "bool":  # --x, or --x/--no-x when it is on by default
+        action = argparse.BooleanOptionalAction if default is True else "store_true"
+        group.add_argument(flag(name), dest=name, action=action,
                            default=argparse.SUPPRESS, help=help_text)
         return
     metavar = o.metavar or ("{" + ",".join(o.choices) + "}" if o.choices else name.upper())
@@ -65,7 +68,7 @@ def _add(group, name: str, o: Option, default) -> None:
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     """Every TrainConfig option as a flag (grouped), the model flags and the run options."""
     groups = {g: p.add_argument_group(g) for g in ("data", "model", "optimization",
-                                                      "robustness")}
+                                                      "robustness", *list(_GROUPS)[3:])}
     defaults = TrainConfig().to_dict()
     for name, o in TrainConfig.options().items():
         if not o.cli:
@@ -95,6 +98,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--diagnostics-every", default=None, metavar="N",
                    help="with --diagnostics: record every N steps (default 10)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--distributed", action="store_true",
+                   help="train data-parallel over MPI (automatic under mpiexec -n N, N > 1)")
 
 
 _EVERY = Option("int", "", lo=1, hi=10**9)
@@ -176,82 +181,17 @@ def config_from_args(a) -> TrainConfig:
     return cfg
 
 
-class _Progress:
-    """A tqdm bar over the epochs of a run, with the last epoch's loss and accuracy."""
-
-    def __init__(self, desc: str, enabled: bool, initial: int = 0):
-        self.desc, self.enabled, self.bar, self.initial = desc, enabled, None, initial
-
-    def on_start(self, cfg, dataset):
-        if dataset.note:
-            print(f"note: {dataset.note}", file=sys.stderr)
-        if self.enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=cfg.epochs, desc=self.desc, unit="epoch", file=sys.stderr,
-                            dynamic_ncols=True, initial=self.initial)
-
-    def on_epoch(self, rec):
-        if self.bar is None:
-            return
-        self.bar.update(1)
-        post = {"loss": f"{rec['train_loss']:.3f}"}
-        if "val_accuracy" in rec:
-            post["test_acc"] = f"{100 * rec['val_accuracy']:.1f}%"
-        self.bar.set_postfix(post)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-
-
-class _StopOnSigint:
-    """First Ctrl-C (or SIGTERM) asks the loop to stop after the current step and save the
-    training state; a second one interrupts at once (atomic writes keep every file whole
-    either way). The command then exits 130."""
-
-    _SIGNALS = ("SIGINT", "SIGTERM")
-
-    def __init__(self):
-        self.requested = False
-        self.previous: dict = {}
-
-    def __enter__(self):
-        import signal
-
-        def handler(signum, frame):
-            if self.requested:
-                raise KeyboardInterrupt
-            self.requested = True
-            print("\ngammabeta: stopping after this step (Ctrl-C again to abort)",
-                  file=sys.stderr)
-
-        for name in self._SIGNALS:
-            try:
-                sig = getattr(signal, name)
-                self.previous[sig] = signal.signal(sig, handler)
-            except (ValueError, AttributeError):  # not the main thread: leave it alone
-                pass
-        return self
-
-    def __exit__(self, *exc):
-        import signal
-
-        for sig, previous in self.previous.items():
-            signal.signal(sig, previous)
-        return False
-
-
 def train_and_save(cfg, out: Path, quiet: bool = False, resume: bool = False,
                    checkpoint_every: int | None = None, initial_epoch: int = 0,
-                   diagnostics_every: int | None = None, overwrite: bool = False):
+                   diagnostics_every: int | None = None, overwrite: bool = False,
+                   parallel=None):
     """Run one training and write metrics.json, model.safetensors and curves.png into ``out``.
 
     ``out`` must not hold an earlier run unless ``overwrite`` (or ``resume``); it is locked
-    for the run. The full training state goes to ``out/train_state.safetensors`` after every
+    for the run. With ``parallel`` every rank trains and only rank 0 checks, locks and
+    writes. The full training state goes to ``out/train_state.safetensors`` after every
     epoch (and every ``checkpoint_every`` steps), so ``gammabeta train --resume out`` can
     continue. With ``diagnostics_every`` per-layer statistics go to ``out/diagnostics.json``.
-    Files of an overwritten run that this run does not write again are removed at the end.
     """
     from .experiment import run
     from .io import atomic_write_text, save_checkpoint
@@ -259,9 +199,14 @@ def train_and_save(cfg, out: Path, quiet: bool = False, resume: bool = False,
 
     out = Path(out)
     cfg = cfg.validate()
+    if parallel is not None and not parallel.is_root:  # rank 0 checks, locks and writes
+        with StopOnSignal() as stop:
+            return run(cfg, state_path=out / STATE_FILE, resume=resume,
+                       checkpoint_every=checkpoint_every, should_stop=lambda: stop.requested,
+                       parallel=parallel)
     check_run_folder(out, overwrite or resume)
     created = not out.exists()
-    prog = _Progress(f"{Path(str(cfg.data)).name}/{cfg.model} seed {cfg.seed}", not quiet,
+    prog = Progress(f"{Path(str(cfg.data)).name}/{cfg.model} seed {cfg.seed}", not quiet,
                      initial_epoch)
     diag: list = []
 
@@ -276,7 +221,7 @@ def train_and_save(cfg, out: Path, quiet: bool = False, resume: bool = False,
             diag[0].record_step(step)
 
     try:
-        with locked(out, "gammabeta train"), _StopOnSigint() as stop:
+        with locked(out, "gammabeta train"), StopOnSignal() as stop:
             check_run_folder(out, overwrite or resume)  # again, now that the folder is ours
             remove_stale_temporaries(out)
             if overwrite and not resume:  # the earlier run goes, so the two never mix
@@ -286,7 +231,7 @@ def train_and_save(cfg, out: Path, quiet: bool = False, resume: bool = False,
                 result = run(cfg, on_epoch=prog.on_epoch, on_start=prog.on_start,
                              on_step=on_step, state_path=out / STATE_FILE, resume=resume,
                              on_model=on_model, checkpoint_every=checkpoint_every,
-                             should_stop=lambda: stop.requested)
+                             should_stop=lambda: stop.requested, parallel=parallel)
             finally:
                 prog.close()
                 if diag:
@@ -309,7 +254,7 @@ def train_and_save(cfg, out: Path, quiet: bool = False, resume: bool = False,
     return result
 
 
-def _summary(result, out: Path) -> str:
+def _summary(result, out: Path, parallel=None) -> str:
     h = result.history
     rows = [("data", result.config.data), ("model", result.config.model),
             ("parameters", f"{result.model.num_parameters():,}"),
@@ -317,6 +262,10 @@ def _summary(result, out: Path) -> str:
             ("test loss", f"{result.test_loss:.4f}"),
             ("test accuracy", f"{100 * result.test_accuracy:.2f}%"),
             ("time", f"{result.seconds:.1f} s"), ("outputs", str(out))]
+    if parallel is not None:
+        bn = ("no BatchNorm" if result.config.norm != "batch" else "SyncBatchNorm"
+              if result.config.sync_bn else "per-worker BatchNorm")
+        rows.insert(3, ("processes", f"{parallel.size} (MPI, {bn})"))
     if result.dataset_note:
         rows.insert(1, ("note", result.dataset_note))
     w = max(len(k) for k, _ in rows)
@@ -392,16 +341,31 @@ def cmd_train(a) -> int:
         cfg = config_from_args(a)
         out = Path(a.out or Path("runs") / run_folder_name(cfg.to_dict()))
         check_run_folder(out, a.overwrite)
+    parallel = _parallel(a, cfg)
+    root = parallel is None or parallel.is_root
     try:
-        result = train_and_save(cfg, out, a.quiet, resume=bool(a.resume),
+        result = train_and_save(cfg, out, a.quiet or not root, resume=bool(a.resume),
                                 checkpoint_every=checkpoint_every, initial_epoch=initial,
-                                diagnostics_every=every if a.diagnostics else None,
-                                overwrite=a.overwrite)
+                                diagnostics_every=every if a.diagnostics and root else None,
+                                overwrite=a.overwrite, parallel=parallel)
     except TrainingInterrupted as e:
-        print(f"gammabeta: {e}; training state saved in {out / STATE_FILE}\n"
-              f"resume with: gammabeta train --resume {out}", file=sys.stderr)
+        if root:
+            print(f"gammabeta: {e}; training state saved in {out / STATE_FILE}\n"
+                  f"resume with: gammabeta train --resume {out}", file=sys.stderr)
         return 130
-    print(_summary(result, out))
+    if root:
+        print(_summary(result, out, parallel))
     return 0
+
+
+def _parallel(a, cfg):
+    """A DataParallel under ``mpiexec -n N`` (N > 1) or with --distributed, else None."""
+    from .distributed import launched_by_mpi
+
+    if not (a.distributed or launched_by_mpi()):
+        return None
+    from .distributed import DataParallel
+
+    return DataParallel()
 
 

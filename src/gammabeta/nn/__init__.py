@@ -25,6 +25,7 @@ from .pool import (
     MaxPool2d,
 )
 from .residual import Residual, last_batchnorm, zero_init_residual_
+from .syncbatchnorm import SyncBatchNorm, convert_sync_batchnorm
 
 __all__ = [
     "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AvgPool1d", "AvgPool2d", "Conv1d", "Conv2d",
@@ -32,5 +33,6 @@ __all__ = [
     "CrossEntropyLoss", "MSELoss", "log_softmax", "softmax",
     "GELU", "BatchNorm1d", "BatchNorm2d", "Dropout", "Flatten", "Identity", "LeakyReLU",
     "Linear", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "Unflatten",
+    "SyncBatchNorm", "convert_sync_batchnorm",
     "detect_anomaly", "is_anomaly_enabled", "is_grad_enabled", "no_grad", "set_detect_anomaly",
 ]

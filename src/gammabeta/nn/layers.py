@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from . import _args
+from .mode import current_shard
 from .module import Module, check_float_input, is_grad_enabled
 
 
@@ -31,7 +32,12 @@ class Dropout(Module):
             self._cache = ("zero", None)
             return x * 0
         scale = x.dtype.type(1.0 / (1.0 - self.p))
-        mask = (self.rng.random(x.shape, dtype=np.float32) >= self.p) * scale
+        shard = current_shard()
+        if shard is not None and shard[1] - shard[0] == len(x):  # my rows of the global mask
+            draw = self.rng.random((shard[2], *x.shape[1:]), dtype=np.float32)[shard[0]:shard[1]]
+        else:
+            draw = self.rng.random(x.shape, dtype=np.float32)
+        mask = (draw >= self.p) * scale
         mask = mask.astype(x.dtype, copy=False)
         self._cache = ("mask", mask) if is_grad_enabled() else None
         return x * mask

@@ -10,7 +10,8 @@ from ..backend import is_floating, namespace
 from ..errors import DTypeError, NonFiniteError, ShapeError
 
 __all__ = ["no_grad", "is_grad_enabled", "detect_anomaly", "set_detect_anomaly",
-           "is_anomaly_enabled", "check_finite", "check_float_input"]
+           "is_anomaly_enabled", "check_finite", "check_float_input", "batch_shard",
+           "current_shard"]
 
 _GRAD_ENABLED = True
 _ANOMALY = False
@@ -30,6 +31,31 @@ def no_grad():
 def is_grad_enabled() -> bool:
     """True unless inside :func:`no_grad`."""
     return _GRAD_ENABLED
+
+
+_SHARD: tuple[int, int, int] | None = None
+
+
+@contextlib.contextmanager
+def batch_shard(start: int, stop: int, total: int):
+    """The layers' input is rows ``start:stop`` of a global batch of ``total`` rows (data-
+    parallel training: each process holds a share of every batch).
+
+    Layers that draw random numbers per sample (:class:`~gammabeta.nn.Dropout`) draw for
+    the whole global batch and keep their rows, so every process consumes its generator
+    exactly as one process training on the whole batch would: same seed, same masks.
+    """
+    global _SHARD
+    prev, _SHARD = _SHARD, (int(start), int(stop), int(total))
+    try:
+        yield
+    finally:
+        _SHARD = prev
+
+
+def current_shard() -> tuple[int, int, int] | None:
+    """``(start, stop, total)`` inside :func:`batch_shard`, else None."""
+    return _SHARD
 
 
 def set_detect_anomaly(mode: bool) -> None:

@@ -334,5 +334,54 @@ def zero_gamma(spec, rows, out):
     return [*sec, "## Conclusion", *text], ["curves.png"]
 
 
+def _gap(rows, which: str) -> tuple[float | None, float]:
+    vals = [r["bn_gap"][which] for r in rows if (r.get("bn_gap") or {}).get(which) is not None]
+    return (float(np.mean(vals)) if vals else None,
+            float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
+
+
+def sync_bn(spec, rows, out):
+    """Per-worker BatchNorm against SyncBatchNorm at small per-worker batches."""
+    g = groups(rows, "setup", "bn")
+    body, text, series = [], [], {}
+    for (_setup, bn), rs in g.items():
+        ranks = int(rs[0]["options"].get("ranks", 1))
+        per_worker = int(rs[0]["config"]["batch_size"]) // ranks
+        acc = summary(rs)
+        (gm, _), (gv, gv_sd) = _gap(rs, "mean"), _gap(rs, "var")
+        body.append([ranks, per_worker, bn, fmt(acc), "-" if gm is None else f"{gm:.3f}",
+                     "-" if gv is None else f"{gv:.3f}"])
+        s = series.setdefault((ranks, bn), {"x": [], "acc": [], "acc_sd": [], "gv": [],
+                                            "gv_sd": []})
+        s["x"].append(per_worker)
+        s["acc"].append(None if acc["mean"] is None else 100 * acc["mean"])
+        s["acc_sd"].append(100 * acc["std"])
+        s["gv"].append(gv)
+        s["gv_sd"].append(gv_sd)
+    for setup in _labels(rows, "setup"):
+        sub = {k[1]: v for k, v in g.items() if k[0] == setup}
+        labs = list(sub)
+        if len(labs) == 2:
+            a, b = (summary(sub[labs[1]]), summary(sub[labs[0]]))
+            ga, gb = _gap(sub[labs[1]], "var")[0], _gap(sub[labs[0]], "var")[0]
+            gaps = (f"; running_var off by {ga:.3f} vs {gb:.3f} of the population variance"
+                    if ga is not None and gb is not None else "")
+            text.append(f"- {setup}: {labs[1]} vs {labs[0]}: {diff_text(a, b)}{gaps}.")
+    styles = ["o-", "s--", "^-", "v--", "D-", "x--"]
+    panels = [("test accuracy (%)", [(f"{r} ranks, {bn}", s["x"], s["acc"], s["acc_sd"],
+                                      styles[i % 6]) for i, ((r, bn), s) in
+                                     enumerate(series.items())]),
+              ("|running_var − population var| / var", [
+                  (f"{r} ranks, {bn}", s["x"], s["gv"], s["gv_sd"], styles[i % 6])
+                  for i, ((r, bn), s) in enumerate(series.items())])]
+    F.xy_panels(panels, out / "sync_bn.png", xlabel="samples per worker", ylabel="",
+                title=f"{spec.title} (error bars: ± 1 std over seeds)", logx=True)
+    body = [table(["ranks", "per worker", "BatchNorm", "test accuracy (%)",
+                   "running_mean gap (σ)", "running_var gap (rel.)"], body)]
+    return ["## Results", *body, "## Conclusion", *(text or ["- No finished pairs."])], \
+        ["sync_bn.png"]
+
+
 ANALYSES = {"gamma-beta": gamma_beta, "weight-scale": weight_scale, "bn-paper": bn_paper,
-            "gamma-l1": gamma_l1, "bn-only": bn_only, "zero-gamma": zero_gamma}
+            "gamma-l1": gamma_l1, "bn-only": bn_only, "zero-gamma": zero_gamma,
+            "sync-bn": sync_bn}

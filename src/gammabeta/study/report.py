@@ -25,7 +25,7 @@ __all__ = ["REPORTS", "reports", "write_outputs", "summary", "fmt", "table", "co
 
 # The analyses a study file may name with ``report = "..."`` (study/analyses.py has the rest).
 REPORTS = ("generic", "gamma-beta", "weight-scale", "bn-paper", "gamma-l1", "bn-only",
-           "zero-gamma")
+           "zero-gamma", "sync-bn")
 
 
 def groups(rows, *axes) -> dict:

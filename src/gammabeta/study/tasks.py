@@ -68,6 +68,10 @@ OPTIONS: dict[str, tuple] = {
     "weight_scale_layers": _o("all", "str", "all | hidden: which weights weight_scale "
                               "multiplies (hidden: all but the output layer's)",
                               choices=("all", "hidden")),
+    "ranks": _o(1, "int", "train data-parallel on this many MPI processes (mpiexec -n R; the "
+                          "batch size is the global batch)", lo=1, hi=64),
+    "bn_gap": _o(False, "bool", "record how far each BatchNorm's running statistics are from "
+                                "the population statistics of its input over the training set"),
     "steps": _o(0, "int", "train for exactly this many optimizer steps, however many epochs "
                           "that takes (the config's epochs is then ignored; 0: train for the "
                           "epochs)", lo=0, hi=100_000_000),
@@ -220,6 +224,47 @@ def _prune(model, ds, fractions, finetune_epochs, lr, batch_size, seed) -> list[
     return out
 
 
+def bn_gap(model, x, batch_size: int = 1000) -> dict:
+    """How far the running statistics are from the population's, averaged over every
+    BatchNorm channel: ``mean`` = |running_mean − μ| / σ and ``var`` = |running_var − σ²| / σ²,
+    with μ and σ² of each BatchNorm's input over all of ``x`` (the model in eval mode, so
+    each layer sees what inference feeds it)."""
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    sums = {id(m): [0, 0.0, 0.0] for m in bns}  # count, mean, M2 per channel
+
+    def hook(module, inp, out):  # merged batch by batch (Chan et al.), never E[x²] − E[x]²
+        axes = (0, *range(2, inp.ndim))
+        xb = np.asarray(inp, dtype=np.float64)
+        nb, mb = xb.size // xb.shape[1], xb.mean(axis=axes)
+        m2b = np.square(xb - np.expand_dims(mb, axes)).sum(axis=axes)
+        n, mean, m2 = sums[id(module)]
+        tot = n + nb
+        delta = mb - mean
+        sums[id(module)] = [tot, mean + delta * nb / tot, m2 + m2b + delta**2 * n * nb / tot]
+
+    handles = [m.register_forward_hook(hook) for m in bns]
+    was = model.training
+    model.eval()
+    try:
+        with nn.no_grad():
+            for i in range(0, len(x), batch_size):
+                model(x[i:i + batch_size])
+    finally:
+        model.train(was)
+        for h in handles:
+            h.remove()
+    gaps_m, gaps_v = [], []
+    for m in bns:
+        n, mu, m2 = sums[id(m)]
+        var = np.maximum(m2 / n, 1e-12)
+        gaps_m.append(np.abs(np.asarray(m.running_mean, np.float64) - mu) / np.sqrt(var))
+        gaps_v.append(np.abs(np.asarray(m.running_var, np.float64) - var) / var)
+    if not bns:
+        return {"mean": None, "var": None}
+    return {"mean": float(np.mean(np.concatenate(gaps_m))),
+            "var": float(np.mean(np.concatenate(gaps_v)))}
+
+
 def check_combination(config: dict, options: dict) -> None:
     """Refuse task options that cannot work with the run's config, before any run starts."""
     norm = config.get("norm", "batch")
@@ -230,6 +275,11 @@ def check_combination(config: dict, options: dict) -> None:
                     if opts[k] and opts[k] != "all")
         raise ConfigError(f"options.{what}={opts[what]!r} works on BatchNorm's γ, and this "
                           "run has norm='none'")
+    if (opts["ranks"] > 1 and norm == "batch" and not config.get("sync_bn", True)
+            and config.get("batch_size", 100) // opts["ranks"] < 2):
+        raise ConfigError(f"batch_size={config.get('batch_size', 100)} on ranks="
+                          f"{opts['ranks']} gives a worker fewer than 2 samples, and "
+                          "per-worker BatchNorm (sync_bn = false) needs 2")
     if opts["max_train"] == 1 or opts["max_test"] == 1:
         raise ConfigError("max_train and max_test must be 0 (all) or at least 2")
     if opts["zero_last_gamma"] and (config.get("model") not in ("resnet", "resmlp")
@@ -239,8 +289,9 @@ def check_combination(config: dict, options: dict) -> None:
                           f"norm={norm!r}")
 
 
-def run_job(job: dict) -> dict:
-    """Run one job (see the module docstring) and return its result row (JSON-able)."""
+def run_job(job: dict, parallel=None) -> dict:
+    """Run one job (see the module docstring) and return its result row (JSON-able); with
+    ``parallel`` (a DataParallel) every rank calls this alike."""
     t0 = time.perf_counter()
     opts = {k: v[0] for k, v in OPTIONS.items()}
     unknown = sorted(set(job.get("options", {})) - set(OPTIONS))
@@ -258,6 +309,13 @@ def run_job(job: dict) -> dict:
     rng = np.random.default_rng(cfg.seed)
     model = build_model(cfg.model, ds.input_shape, ds.num_classes, rng=rng,
                         **cfg.model_kwargs())
+    if parallel is not None:
+        from ..experiment import _check_shares
+
+        _check_shares(cfg, parallel, len(ds.y_train))
+        if cfg.sync_bn and cfg.norm == "batch":
+            model = nn.convert_sync_batchnorm(model, parallel.comm)
+        parallel.broadcast_model(model)
     if opts["zero_last_gamma"] and nn.zero_init_residual_(model) == 0:
         raise ConfigError(f"zero_last_gamma: model {cfg.model!r} has no residual block with BN")
     if opts["weight_scale"] != 1:
@@ -319,7 +377,7 @@ def run_job(job: dict) -> dict:
         fit(model, ds.x_train, ds.y_train, optimizer=stepper, epochs=cfg.epochs,
             batch_size=cfg.batch_size, rng=rng,
             loss_fn=CrossEntropyLoss(label_smoothing=cfg.label_smoothing), scheduler=sched,
-            on_step=on_step, on_epoch=on_epoch,
+            on_step=on_step, on_epoch=on_epoch, parallel=parallel,
             **{k: getattr(cfg, k) for k in ("on_nonfinite", "clip_grad_norm") if hasattr(cfg, k)})
     except _Stop:
         pass
@@ -350,6 +408,8 @@ def run_job(job: dict) -> dict:
         if opts["prune"]:
             row["prune"] = _prune(model, ds, opts["prune"], opts["finetune_epochs"],
                                   opts["finetune_lr"], cfg.batch_size, cfg.seed)
+    if opts["bn_gap"] and not diverged:
+        row["bn_gap"] = bn_gap(model, ds.x_train)
     if opts["record_gamma"]:
         row["gamma"] = [float(f"{g:.5g}") for m in _batchnorms(model) for g in m.weight.data]
     if diag is not None:
@@ -379,6 +439,12 @@ def _jsonable(obj):
 
 
 def execute(job: dict) -> dict:
-    """:func:`run_job` with one BLAS/Numba thread, one run at a time per process (picklable)."""
+    """:func:`run_job` with one BLAS/Numba thread, one run at a time per process (picklable);
+    a job with the task option ``ranks`` > 1 runs under ``mpiexec -n ranks``
+    (:mod:`gammabeta.distributed.job`)."""
+    if job.get("options", {}).get("ranks", 1) > 1:
+        from ..distributed.job import run_under_mpiexec
+
+        return run_under_mpiexec(job)
     with _RUN_LOCK, _one_thread():
         return run_job(job)

@@ -1,0 +1,266 @@
+r"""SyncBatchNorm: batch normalization whose batch statistics are exact over all MPI ranks.
+
+mpi4py is imported lazily, only when ``comm=None`` is resolved to ``MPI.COMM_WORLD`` at the
+first forward that needs it; importing :mod:`gammabeta.nn` never imports it.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from ..errors import ConfigError, ShapeError
+from .batchnorm import _BatchNorm
+from .module import Module, is_grad_enabled
+
+__all__ = ["SyncBatchNorm", "convert_sync_batchnorm"]
+
+_COMM_METHODS = ("Get_size", "Get_rank", "Allgather", "Allreduce")
+
+
+class SyncBatchNorm(_BatchNorm):
+    r"""Batch normalization over ``(N, C)``, ``(N, C, L)`` or ``(N, C, H, W)`` inputs, with the
+    batch statistics of the batch concatenated over every rank of ``comm``.
+
+    Each rank holds a share of the global batch (shares may differ, one may be empty). The
+    layer computes exactly what :class:`BatchNorm1d`/:class:`BatchNorm2d` computes on the
+    concatenated batch, on every rank, with the same running statistics everywhere.
+
+    Forward (training, or any mode with ``track_running_stats=False``). Per channel, rank r
+    computes in float64 (shifted two-pass) its count ``n_r`` (N·L or N·H·W), mean ``μ_r`` and
+    ``M2_r = Σ (x − μ_r)²``; one ``Allgather`` of a small float64 array gives every rank all of
+    them, and every rank merges them in rank order, skipping ranks with ``n_r = 0``, by the
+    pairwise formula of Chan, Golub & LeVeque (1979)::
+
+        n = n_a + n_b,   δ = μ_b − μ_a,   μ = μ_a + δ·n_b/n,   M2 = M2_a + M2_b + δ²·n_a·n_b/n
+
+    The array is ``(4, C)``, not ``(3, C)``: each mean travels as an unevaluated sum
+    ``μ_hi + μ_lo`` (TwoSum), and the merge and ``x − μ = (x − μ_hi) − μ_lo`` keep it so. A
+    mean rounded to one float64 is off by up to half an ulp of the data's offset (9e-13 at
+    1e4), which alone put float64 errors at 4e-12 against BatchNorm's shifted statistics.
+
+    With the global count ``M`` (``M ≤ 1`` raises :class:`ShapeError` on every rank)::
+
+        σ² = M2 / M,   x̂ = (x − μ) / √(σ² + ε),   y = γ·x̂ + β      (y in the input's dtype)
+        running_mean ← (1 − α)·running_mean + α·μ
+        running_var  ← (1 − α)·running_var  + α·M2/(M − 1)           (unbiased, global M)
+        num_batches_tracked += 1,   α = momentum, or 1/num_batches_tracked if momentum is None
+
+    Backward: the local per-channel sums ``Σdy`` and ``Σdy·x̂`` (float64), one ``Allreduce``
+    (SUM) of the stacked ``(2, C)`` array, then::
+
+        dx = γ/√(σ² + ε) · (dy − Σdy_global/M − x̂·Σ(dy·x̂)_global/M)
+
+    ``weight.grad`` and ``bias.grad`` receive the *local* sums ``Σ_local dy·x̂`` and
+    ``Σ_local dy``: the training loop's gradient all-reduce adds them over the ranks, exactly
+    as it does for every other parameter.
+
+    Evaluation with ``track_running_stats=True`` is BatchNorm's (running statistics, no
+    communication). With a communicator of size 1 the layer *is* BatchNorm: forward and
+    backward run :class:`BatchNorm1d`'s code (as PyTorch falls back, pytorch#89706).
+
+    Pitfalls this implementation avoids:
+
+    * Counts differ between ranks: the merge and the unbiased ``M2/(M − 1)`` use the global
+      count, never a local one (PyTorch issue #22192, running_var off for uneven inputs).
+    * ``dx`` must divide the all-reduced sums by the *global* ``M``; per-rank means of ``dy``
+      are wrong for uneven shares (PyTorch #36382; see also #37133).
+    * A rank with 0 samples still joins every collective, forward and backward, contributes
+      nothing to the merge and returns empty arrays of its input's shape (PyTorch #74944);
+      a rank that skipped a collective would hang the others.
+    * ``E[x²] − E[x]²`` cancels catastrophically for a large mean: never used.
+    * Reducing the γ/β gradients here as well as in the training loop would count them twice.
+    * Every rank must call forward and backward the same number of times with the same C.
+
+    Parameters
+    ----------
+    num_features : int
+        C, the number of channels.
+    eps, momentum, affine, track_running_stats, gamma_init, beta_init, rng, dtype
+        As :class:`BatchNorm1d` (defaults ``1e-5``, ``0.1``, ``True``, ``True``, ``"ones"``,
+        ``"zeros"``, ``None``, ``numpy.float32``).
+    comm : mpi4py.MPI.Comm, optional
+        The ranks that share the batch (anything with ``Get_size``, ``Get_rank``,
+        ``Allgather`` and ``Allreduce``). ``None``: ``MPI.COMM_WORLD``, resolved at first use;
+        without mpi4py that raises :class:`ConfigError`.
+    """
+
+    _ndims = (2, 3, 4)
+    _layout = "2-D (N, C), 3-D (N, C, L) or 4-D (N, C, H, W)"
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, gamma_init="ones",
+                 beta_init="zeros", rng=None, dtype=np.float32, comm=None):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats,
+                         gamma_init, beta_init, rng, dtype)
+        if comm is not None and not all(hasattr(comm, a) for a in _COMM_METHODS):
+            raise ConfigError(f"SyncBatchNorm: comm is a {type(comm).__name__}; expected an "
+                              "mpi4py communicator (e.g. MPI.COMM_WORLD) or None")
+        self.comm = comm
+
+    def __deepcopy__(self, memo):
+        """Copies share the communicator (a handle: a duplicated one cannot be pickled)."""
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = value if key == "comm" else copy.deepcopy(value, memo)
+        return new
+
+    def communicator(self):
+        """``comm``, resolving ``None`` to ``MPI.COMM_WORLD`` (importing mpi4py) once."""
+        if self.comm is None:
+            try:
+                from mpi4py import MPI  # noqa: PLC0415 - optional, lazy on purpose
+            except ImportError as e:
+                raise ConfigError(f"{self.describe()}: comm=None needs mpi4py for "
+                                  "MPI.COMM_WORLD; pip install 'gammabeta[mpi]' (or pass "
+                                  "comm=...)") from e
+            self.comm = MPI.COMM_WORLD
+        return self.comm
+
+    # ----- forward ---------------------------------------------------------------------------
+    def forward(self, x):
+        self._check_input(x)
+        use_batch = self.training or not self.track_running_stats
+        c, length = self.num_features, int(np.prod(x.shape[2:], dtype=np.int64))
+        n_local = x.shape[0] * length
+        if not use_batch and n_local > 0:
+            return super().forward(x)  # BatchNorm's eval: running statistics, no communication
+        x3 = x.reshape(x.shape[0], c, length)
+        if not use_batch:  # an empty input in eval: nothing to compute
+            inv_std = 1.0 / np.sqrt(self.running_var.astype(np.float64) + self.eps)
+            return self._finish(x, np.zeros(x3.shape), inv_std, False, 0)
+        comm = self.communicator()
+        size = comm.Get_size()
+        if size == 1 and n_local > 1:
+            return super().forward(x)  # one rank: exactly BatchNorm
+        xd = x3.astype(np.float64, copy=False)
+        stats = np.zeros((4, c))  # rows: n, μ as hi + lo (exact for a large offset), M2
+        if n_local > 0:
+            k = xd[0, :, 0]
+            xs = xd - k[None, :, None]
+            d = xs.sum(axis=(0, 2)) / n_local
+            xs -= d[None, :, None]
+            stats[0], stats[3] = n_local, np.einsum("ncl,ncl->c", xs, xs)
+            stats[1], stats[2] = _two_sum(k, d)
+        gathered = np.empty((size, 4, c))
+        comm.Allgather(stats, gathered)
+        m, hi, lo, m2 = _merge(gathered)
+        if m <= 1:
+            raise ShapeError(f"{self.describe()}: expected more than 1 value per channel when "
+                             f"training, got {m} over {size} ranks (this rank's input has "
+                             f"shape {x.shape})")
+        inv_std = 1.0 / np.sqrt(m2 / m + self.eps)
+        if self.training and self.track_running_stats:
+            alpha = self._next_alpha()
+            rm, rv = self.running_mean, self.running_var
+            rm[...] = (1 - alpha) * rm + alpha * (hi + lo)
+            rv[...] = (1 - alpha) * rv + alpha * (m2 / (m - 1))
+        return self._finish(x, (xd - hi[None, :, None]) - lo[None, :, None], inv_std, True, m)
+
+    def _finish(self, x, xc, inv_std, use_batch, m):
+        """``y = γ·x̂ + β`` from ``xc = x − μ`` (float64); cache what backward needs."""
+        xhat = xc * inv_std[None, :, None]
+        y = xhat
+        if self.affine:
+            y = xhat * self.weight.data.astype(np.float64)[None, :, None] \
+                + self.bias.data.astype(np.float64)[None, :, None]
+        self._cache = _SyncCache(xhat, inv_std, use_batch, m, x.shape, x.dtype) \
+            if is_grad_enabled() else None
+        return y.reshape(x.shape).astype(x.dtype, copy=False)
+
+    # ----- backward --------------------------------------------------------------------------
+    def backward(self, dy):
+        cache = self._saved()
+        if not isinstance(cache, _SyncCache):
+            return super().backward(dy)
+        if tuple(dy.shape) != tuple(cache.shape):
+            raise ShapeError(f"{self.describe()}.backward: got dy of shape {dy.shape}, "
+                             f"expected {cache.shape}")
+        self._cache = None
+        xhat = cache.xhat
+        dy3 = np.asarray(dy).reshape(xhat.shape).astype(np.float64, copy=False)
+        local = np.stack([dy3.sum(axis=(0, 2)), np.einsum("ncl,ncl->c", dy3, xhat)])
+        self._accumulate(local[0], local[1])  # local sums: the loop's all-reduce adds them
+        g = cache.inv_std * (self.weight.data.astype(np.float64) if self.affine else 1.0)
+        if cache.use_batch:
+            total = np.empty_like(local)
+            self.communicator().Allreduce(local, total)  # default op: SUM
+            mdy, mdyx = total / cache.m
+            dx = g[None, :, None] * (dy3 - mdy[None, :, None] - xhat * mdyx[None, :, None])
+        else:
+            dx = dy3 * g[None, :, None]
+        return dx.reshape(cache.shape).astype(cache.dtype, copy=False)
+
+    # ----- conversion ------------------------------------------------------------------------
+    @classmethod
+    def convert_sync_batchnorm(cls, module: Module, comm=None) -> Module:
+        """``module`` with every BatchNorm1d/2d in its tree (the root included) replaced by a
+        SyncBatchNorm sharing its parameters and buffers (PyTorch's
+        ``SyncBatchNorm.convert_sync_batchnorm``).
+
+        Parameters
+        ----------
+        module : Module
+            Converted in place (its children are replaced); the root is returned or replaced.
+        comm : mpi4py.MPI.Comm, optional
+            Given to every new SyncBatchNorm (``None``: ``MPI.COMM_WORLD`` at first use).
+
+        Returns
+        -------
+        Module
+            The converted root: a new SyncBatchNorm if ``module`` itself was a BatchNorm.
+        """
+        out = module
+        if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
+            out = cls(module.num_features, module.eps, module.momentum, module.affine,
+                      module.track_running_stats, dtype=module._param_dtype(), comm=comm)
+            out._parameters.update(module._parameters)  # the same Parameter objects
+            out._buffers.update(module._buffers)
+            out._non_persistent.update(module._non_persistent)
+            object.__setattr__(out, "training", module.training)
+        for name, child in list(module._modules.items()):
+            if child is not None:
+                out._modules[name] = cls.convert_sync_batchnorm(child, comm)
+        return out
+
+
+convert_sync_batchnorm = SyncBatchNorm.convert_sync_batchnorm
+
+
+class _SyncCache:
+    """What a synchronized forward leaves for backward (``xhat`` is float64, (N, C, L))."""
+
+    __slots__ = ("xhat", "inv_std", "use_batch", "m", "shape", "dtype")
+
+    def __init__(self, xhat, inv_std, use_batch, m, shape, dtype):
+        self.xhat, self.inv_std, self.use_batch = xhat, inv_std, use_batch
+        self.m, self.shape, self.dtype = m, shape, dtype
+
+
+def _two_sum(a, b):
+    """``(s, e)`` with ``s = fl(a + b)`` and ``s + e = a + b`` exactly (Knuth's TwoSum)."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _merge(gathered):
+    """Chan et al.'s pairwise merge of per-rank ``(n, μ_hi, μ_lo, M2)`` rows, in rank order,
+    skipping empty ranks: ``(M, μ_hi, μ_lo, M2)`` (``M`` an int, the rest per channel)."""
+    c = gathered.shape[2]
+    n, hi, lo, m2 = 0.0, np.zeros(c), np.zeros(c), np.zeros(c)
+    for nb_row, hi_b, lo_b, m2_b in gathered:
+        nb = float(nb_row[0])
+        if nb == 0:
+            continue
+        if n == 0:
+            n, hi, lo, m2 = nb, hi_b.copy(), lo_b.copy(), m2_b.copy()
+            continue
+        total = n + nb
+        delta = (hi_b - hi) + (lo_b - lo)
+        hi, lo = _two_sum(hi, lo + delta * (nb / total))
+        m2 = m2 + m2_b + delta * delta * (n * nb / total)
+        n = total
+    return int(n), hi, lo, m2
