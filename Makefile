@@ -27,6 +27,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/run.py
+	$(PY) benchmarks/distributed.py
 
 fuzz: $(STAMP)
 	# coverage-guided fuzzing of every untrusted-file loader; new inputs grow fuzz/corpus

@@ -64,7 +64,7 @@ def test_spec_errors_name_the_file_the_key_and_the_valid_keys(tmp_path, text, wh
 def test_builtins_load_at_every_scale_and_quick_is_smaller():
     names = builtin_names()
     assert set(names) == {"gamma-beta", "weight-scale", "bn-paper", "gamma-l1", "bn-only",
-                          "zero-gamma"}
+                          "zero-gamma", "sync-bn"}
     for n in names:
         sizes = [len(expand(load_spec(n, scale))) for scale in ("full", "quick", "tiny")]
         assert sizes[0] >= sizes[1] >= sizes[2] >= 1

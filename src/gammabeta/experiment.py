@@ -50,7 +50,7 @@ class RunResult:
                         "only; no epoch or setting is selected by them"}
 
 
-def _check_shares(cfg: TrainConfig, parallel, n_train: int) -> None:
+def check_shares(cfg: TrainConfig, parallel, n_train: int) -> None:
     """Per-worker BatchNorm needs at least 2 samples of every batch on every rank."""
     if cfg.norm != "batch" or cfg.sync_bn:
         return
@@ -132,7 +132,7 @@ def run(cfg: TrainConfig, on_step: Callable | None = None, on_epoch: Callable | 
     if on_start is not None:
         on_start(cfg, ds)
     if parallel is not None:
-        _check_shares(cfg, parallel, len(ds.y_train))
+        check_shares(cfg, parallel, len(ds.y_train))
     rng = np.random.default_rng(cfg.seed)
     model = build_model(cfg.model, ds.input_shape, ds.num_classes, rng=rng,
                         **cfg.model_kwargs())

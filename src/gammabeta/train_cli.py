@@ -342,6 +342,10 @@ def cmd_train(a) -> int:
         out = Path(a.out or Path("runs") / run_folder_name(cfg.to_dict()))
         check_run_folder(out, a.overwrite)
     parallel = _parallel(a, cfg)
+    if parallel is not None:  # before any folder is made (the last batch is checked later)
+        from .experiment import check_shares
+
+        check_shares(cfg, parallel, cfg.batch_size)
     root = parallel is None or parallel.is_root
     try:
         result = train_and_save(cfg, out, a.quiet or not root, resume=bool(a.resume),

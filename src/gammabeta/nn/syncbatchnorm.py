@@ -135,14 +135,23 @@ class SyncBatchNorm(_BatchNorm):
         size = comm.Get_size()
         if size == 1 and n_local > 1:
             return super().forward(x)  # one rank: exactly BatchNorm
-        xd = x3.astype(np.float64, copy=False)
+        # Elementwise work in float64 for float64 inputs, else in float32 (statistics and
+        # every sum in float64 either way): x is shifted by its first sample K, which is
+        # exact, then by d = μ_local − K rounded to the compute dtype; the rounding of d is
+        # undone exactly in M2 and in the global centring below.
+        ct = np.float64 if x.dtype == np.float64 else np.float32
+        xs = x3.astype(ct, copy=True)
         stats = np.zeros((4, c))  # rows: n, μ as hi + lo (exact for a large offset), M2
+        k, dc = np.zeros(c), np.zeros(c)
         if n_local > 0:
-            k = xd[0, :, 0]
-            xs = xd - k[None, :, None]
-            d = xs.sum(axis=(0, 2)) / n_local
-            xs -= d[None, :, None]
-            stats[0], stats[3] = n_local, np.einsum("ncl,ncl->c", xs, xs)
+            k = xs[0, :, 0].astype(np.float64)
+            xs -= xs[0, :, 0][None, :, None].copy()
+            d = xs.sum(axis=(0, 2), dtype=np.float64) / n_local
+            dc = d.astype(ct).astype(np.float64)  # the shift actually applied
+            xs -= dc.astype(ct)[None, :, None]
+            m2 = np.einsum("ncl,ncl->c", xs, xs) if ct == np.float64 else \
+                np.square(xs).sum(axis=(0, 2), dtype=np.float64)
+            stats[0], stats[3] = n_local, m2 - n_local * (d - dc) ** 2
             stats[1], stats[2] = _two_sum(k, d)
         gathered = np.empty((size, 4, c))
         comm.Allgather(stats, gathered)
@@ -157,15 +166,19 @@ class SyncBatchNorm(_BatchNorm):
             rm, rv = self.running_mean, self.running_var
             rm[...] = (1 - alpha) * rm + alpha * (hi + lo)
             rv[...] = (1 - alpha) * rv + alpha * (m2 / (m - 1))
-        return self._finish(x, (xd - hi[None, :, None]) - lo[None, :, None], inv_std, True, m)
+        xs -= (((hi - k) + lo) - dc).astype(ct)[None, :, None]  # now x − μ (global)
+        return self._finish(x, xs, inv_std, True, m)
 
     def _finish(self, x, xc, inv_std, use_batch, m):
-        """``y = γ·x̂ + β`` from ``xc = x − μ`` (float64); cache what backward needs."""
-        xhat = xc * inv_std[None, :, None]
+        """``y = γ·x̂ + β`` from ``xc = x − μ`` (in the compute dtype, overwritten: it becomes
+        x̂); cache what backward needs."""
+        ct = xc.dtype
+        xhat = xc
+        xhat *= inv_std.astype(ct)[None, :, None]
         y = xhat
         if self.affine:
-            y = xhat * self.weight.data.astype(np.float64)[None, :, None] \
-                + self.bias.data.astype(np.float64)[None, :, None]
+            y = xhat * self.weight.data.astype(ct)[None, :, None] \
+                + self.bias.data.astype(ct)[None, :, None]
         self._cache = _SyncCache(xhat, inv_std, use_batch, m, x.shape, x.dtype) \
             if is_grad_enabled() else None
         return y.reshape(x.shape).astype(x.dtype, copy=False)
@@ -180,17 +193,21 @@ class SyncBatchNorm(_BatchNorm):
                              f"expected {cache.shape}")
         self._cache = None
         xhat = cache.xhat
-        dy3 = np.asarray(dy).reshape(xhat.shape).astype(np.float64, copy=False)
-        local = np.stack([dy3.sum(axis=(0, 2)), np.einsum("ncl,ncl->c", dy3, xhat)])
+        ct = xhat.dtype
+        dy3 = np.asarray(dy).reshape(xhat.shape).astype(ct, copy=False)
+        dyx = np.einsum("ncl,ncl->c", dy3, xhat) if ct == np.float64 else \
+            (dy3 * xhat).sum(axis=(0, 2), dtype=np.float64)
+        local = np.stack([dy3.sum(axis=(0, 2), dtype=np.float64), dyx])
         self._accumulate(local[0], local[1])  # local sums: the loop's all-reduce adds them
         g = cache.inv_std * (self.weight.data.astype(np.float64) if self.affine else 1.0)
         if cache.use_batch:
             total = np.empty_like(local)
             self.communicator().Allreduce(local, total)  # default op: SUM
-            mdy, mdyx = total / cache.m
-            dx = g[None, :, None] * (dy3 - mdy[None, :, None] - xhat * mdyx[None, :, None])
+            mdy, mdyx = (total / cache.m).astype(ct)
+            dx = g.astype(ct)[None, :, None] * (dy3 - mdy[None, :, None]
+                                                - xhat * mdyx[None, :, None])
         else:
-            dx = dy3 * g[None, :, None]
+            dx = dy3 * g.astype(ct)[None, :, None]
         return dx.reshape(cache.shape).astype(cache.dtype, copy=False)
 
     # ----- conversion ------------------------------------------------------------------------

@@ -310,9 +310,9 @@ def run_job(job: dict, parallel=None) -> dict:
     model = build_model(cfg.model, ds.input_shape, ds.num_classes, rng=rng,
                         **cfg.model_kwargs())
     if parallel is not None:
-        from ..experiment import _check_shares
+        from ..experiment import check_shares
 
-        _check_shares(cfg, parallel, len(ds.y_train))
+        check_shares(cfg, parallel, len(ds.y_train))
         if cfg.sync_bn and cfg.norm == "batch":
             model = nn.convert_sync_batchnorm(model, parallel.comm)
         parallel.broadcast_model(model)
