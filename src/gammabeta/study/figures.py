@@ -85,8 +85,11 @@ def xy_panels(panels, path, xlabel: str, ylabel: str, title: str = "", logx: boo
             ax.errorbar(x, m, yerr=s, fmt=style, capsize=3, lw=1.3, ms=5, label=label)
         if hline is not None:
             ax.axhline(hline, color="gray", ls=":", lw=1, label="chance")
-        if logx:
+        if logx:  # ticks at the values themselves, written plainly (2, 4, 8, not 2×10⁰)
             ax.set_xscale("log")
+            xs = sorted({float(v) for _, x, *_ in series for v in x})
+            ax.set_xticks(xs, [f"{v:g}" for v in xs])
+            ax.minorticks_off()
         ax.set_title(ptitle)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
