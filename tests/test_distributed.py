@@ -136,3 +136,46 @@ def test_a_study_run_on_two_ranks(tmp_path):
     assert all(r["bn_gap"]["var"] is not None and r["test_accuracy"] is not None
                for r in rows)
     assert (tmp_path / "s" / "sync_bn.png").exists()
+
+
+class _FakeComm:
+    """Rank ``rank`` of ``size`` for the arithmetic of shares (no messages are sent)."""
+
+    def __init__(self, rank, size):
+        self.rank, self.size = rank, size
+
+    def Get_rank(self):  # noqa: N802 - MPI's naming
+        return self.rank
+
+    def Get_size(self):  # noqa: N802
+        return self.size
+
+
+@pytest.mark.parametrize("size, batch", [(2, 100), (3, 100), (3, 2), (4, 7)])
+def test_shares_cover_every_batch_once_in_order(size, batch, monkeypatch):
+    from gammabeta.distributed import DataParallel
+
+    monkeypatch.setattr(DataParallel, "_share_cores", lambda self: 1)
+    shares = [DataParallel(_FakeComm(r, size)).share(batch) for r in range(size)]
+    assert shares[0][0] == 0 and shares[-1][1] == batch
+    assert all(a[1] == b[0] for a, b in zip(shares, shares[1:], strict=False))
+    sizes = [hi - lo for lo, hi in shares]
+    assert max(sizes) - min(sizes) <= 1 and sorted(sizes, reverse=True) == sizes
+
+
+def test_gradients_are_summed_in_buckets_not_per_parameter():
+    if os.environ.get("CI") != "true":
+        pytest.importorskip("mpi4py")
+    from mpi4py import MPI
+
+    from gammabeta.distributed import DataParallel
+    from gammabeta.models import build_model
+
+    model = build_model("mlp", (40,), 10, rng=np.random.default_rng(0), hidden="256,256")
+    for p in model.parameters():
+        p.grad = np.ones_like(p.data)
+    par = DataParallel(MPI.COMM_SELF, bucket_bytes=100_000)
+    par.allreduce_gradients(model.parameters())
+    n_bytes = sum(p.data.nbytes for p in model.parameters())
+    assert len(list(model.parameters())) > par.allreduce_calls >= n_bytes // 100_000
+    assert all(np.array_equal(p.grad, np.ones_like(p.data)) for p in model.parameters())
