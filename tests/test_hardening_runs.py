@@ -215,3 +215,85 @@ def test_numpy_numbers_and_paths_are_accepted_as_options(tmp_path, data):
 
     cfg = TrainConfig(data=data, batch_size=np.int64(50), lr=np.float32(0.01)).validate()
     assert cfg.data == os.fspath(data) and cfg.batch_size == 50 and isinstance(cfg.lr, float)
+
+
+# ----- the second adversarial pass --------------------------------------------------------------
+def test_overwrite_keeps_the_old_run_when_the_new_one_is_refused(tmp_path, data, capsys):
+    out = tmp_path / "r"
+    assert run(["train", "--data", data, *TINY, "--out", out], capsys)[0] == 0
+    before = (out / "model.safetensors").read_bytes()
+    for bad in (["--data", tmp_path / "nosuch.npz"], ["--data", data, "--hidden",
+                                                      "65536,65536,65536"]):
+        rc, _, _ = run(["train", *TINY[:2], "--quiet", *bad, "--overwrite", "--out", out],
+                       capsys)
+        assert rc == 2 and (out / "model.safetensors").read_bytes() == before
+
+
+def test_a_csv_naming_a_column_twice_is_refused(tmp_path, capsys):
+    path = tmp_path / "two.csv"
+    rows = "\n".join(f"{i % 2},{i},{i * 2},{i % 2}" for i in range(40))
+    path.write_text("label,a,b,label\n" + rows + "\n")
+    rc, _, err = run(["train", "--data", path, *TINY, "--out", tmp_path / "r"], capsys)
+    assert rc == 2 and "names 'label' more than once" in err
+
+
+def test_two_axes_may_not_set_the_same_option():
+    with pytest.raises(ConfigError, match="both set 'lr'"):
+        parse_spec('[axes]\nopt = [{label = "fast", lr = 0.5}, {label = "slow", lr = 0.001}]\n'
+                   'wd = [{label = "a", lr = 0.05, weight_decay = 0.0}]\n', "s.toml")
+
+
+def test_a_study_folder_keeps_its_scale_and_its_data(tmp_path):
+    from gammabeta.study.spec import load_spec
+
+    data = blobs(tmp_path / "d.npz")
+    study = tmp_path / "s.toml"
+    study.write_text(f'name = "s"\n[base]\ndata = "{data}"\nepochs = 1\nhidden = "4"\n'
+                     '[tiny]\nbase = {epochs = 2}\n')
+    out = tmp_path / "out"
+    run_study(load_spec(study), out, workers=1, progress=False)
+    with pytest.raises(OutputError, match="at scale tiny"):
+        run_study(load_spec(study, "tiny"), out, workers=1, progress=False)
+    blobs(data, scale=3.0)
+    with pytest.raises(OutputError, match="not the data its finished runs used"):
+        run_study(load_spec(study), out, workers=1, progress=False)
+
+
+def test_outputs_that_are_not_regular_files_are_refused(tmp_path, data, capsys):
+    out = tmp_path / "r"
+    assert run(["train", "--data", data, *TINY, "--out", out], capsys)[0] == 0
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    rc, _, err = run(["predict", "--model", out, data, "--out", fifo, "--overwrite"], capsys)
+    assert rc == 2 and "not a regular file" in err
+    rc, _, err = run(["train", "--config", fifo], capsys)  # would block forever if read
+    assert rc == 2 and "not a regular file" in err
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--model", "cnn", "--hidden", "64,64"], "--hidden='64,64' sets the widths of mlp"),
+    (["--model", "resnet", "--norm", "none", "--zero-init-residual"], "zeroes BatchNorm's γ"),
+    (["--norm", "none", "--gamma-init", "0.5"], "sets BatchNorm's gamma"),
+])
+def test_options_that_would_do_nothing_are_refused(args, said, capsys):
+    rc, _, err = run(["train", *args], capsys)
+    assert rc == 2 and said in err
+
+
+def test_a_damaged_history_or_an_unreadable_tensor_is_refused(tmp_path, data, capsys):
+    out = tmp_path / "r"
+    assert run(["train", "--data", data, *TINY, "--out", out], capsys)[0] == 0
+    state = out / "train_state.safetensors"
+    tensors, meta = load_checkpoint(state)
+    loop = json.loads(meta["loop"])
+    loop["history"] = [1, 2, "x"]
+    save_checkpoint(state, tensors, {**meta, "loop": json.dumps(loop)})
+    rc, _, err = run(["train", "--resume", out, "--quiet"], capsys)
+    assert rc == 2 and "loop history" in err
+
+
+def test_study_show_prints_a_study_file_of_ones_own(tmp_path, capsys):
+    study = tmp_path / "mine.toml"
+    study.write_text('name = "mine"\n')
+    rc, out, _ = run(["study", "show", study], capsys)
+    assert rc == 0 and out == 'name = "mine"\n'

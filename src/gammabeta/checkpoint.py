@@ -158,8 +158,13 @@ def _check_consistent(path, loop, opt, sched, optimizer, scheduler, tensors,
         if step != (epoch - 1) * steps_per_epoch + batch:
             raise bad(f"loop step={step} does not match epoch {epoch}, batch {batch} at "
                       f"{steps_per_epoch} steps per epoch")
-    if not all(isinstance(r, dict) for r in loop.get("history", [])):
-        raise bad("loop history holds entries that are not per-epoch records")
+    history = loop.get("history", [])
+    if not all(isinstance(r, dict) and all(
+            isinstance(k, str) and (v is None or _finite_number(v)) for k, v in r.items())
+            for r in history):
+        raise bad("loop history holds entries that are not per-epoch records of numbers")
+    if len(history) != epoch - 1:
+        raise bad(f"loop history has {len(history)} epochs but the loop is at epoch {epoch}")
     for key, val in tensors.items():
         if key.endswith("exp_avg_sq") and val.size and float(val.min()) < 0:
             raise bad(f"optimizer state {key!r} holds negative values (a second moment is "
@@ -264,13 +269,13 @@ def load_training_state(path, model, optimizer, scheduler, *, steps_per_epoch=No
         config = _decode(json.loads(meta["config"]))
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"{path}: damaged training-state metadata ({e})") from None
-    _check_loop(path, loop)
-    _check_optimizer(path, opt, tensors)
-    _check_consistent(path, loop, opt, sched, optimizer, scheduler, tensors, steps_per_epoch)
     if data is not None and meta.get("data") not in (None, data):
         raise CheckpointError(f"{path}: the training data is not the data this run started "
                               f"with (fingerprint {data[:12]}, the run's "
                               f"{str(meta.get('data'))[:12]}); resume needs the same data")
+    _check_loop(path, loop)
+    _check_optimizer(path, opt, tensors)
+    _check_consistent(path, loop, opt, sched, optimizer, scheduler, tensors, steps_per_epoch)
     state = _optimizer_state(path, opt, tensors)
     restore = _snapshot(model, optimizer)
     try:

@@ -21,8 +21,19 @@ PAPER_TABLE = {"logistic regression": 32.0, "MLP": 68.0, "CNN": 94.0, "GRU": 91.
 
 
 def cmd_demo(a) -> int:
+    from .errors import ConfigError, TrainingInterrupted
     from .experiment import TrainConfig
 
+    if not a.out.strip():
+        raise ConfigError("--out is empty; expected a folder such as runs/demo")
+    try:
+        return _demo(a, TrainConfig)
+    except TrainingInterrupted as e:
+        print(f"gammabeta: demo {e}; run it again to start over", file=sys.stderr)
+        return 130
+
+
+def _demo(a, TrainConfig) -> int:  # noqa: N803 - the class, passed in
     seeds = [0, 1, 2]
     print("gammabeta demo: BatchNorm networks on MNIST-1D (4,000 train / 1,000 test)\n")
     if (Path(a.out) / "mlp-seed0" / "model.safetensors").exists():
@@ -102,12 +113,12 @@ def main(argv=None) -> int:
     cut = argv.index("--") if "--" in argv else len(argv)
     debug = "--debug" in argv[:cut] or os.environ.get("GAMMABETA_DEBUG", "") not in ("", "0")
     argv = [x for i, x in enumerate(argv) if not (x == "--debug" and i < cut)]
-    args = build_parser().parse_args(argv)
     import warnings
 
     if not debug:  # overflow in a diverging run is reported once, by the non-finite guard
         warnings.filterwarnings("ignore", category=RuntimeWarning)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except NonFiniteError as e:  # the run itself failed: 1, not a usage error
         return _fail(str(e), 1, debug)

@@ -354,8 +354,14 @@ def _ignored(v: dict, label) -> list[str]:
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     out = []
     if v["norm"] == "none":
-        out += [f"{label(k)}={v[k]!r} sets BatchNorm's {k[0]}; with norm='none' there is none"
-                for k in ("gamma_init", "beta_init") if v[k] != defaults[k]]
+        out += [f"{label(k)}={v[k]!r} sets BatchNorm's {k[:-5]}; with norm='none' there is "
+                "no BatchNorm" for k in ("gamma_init", "beta_init") if v[k] != defaults[k]]
+        if v["model_options"].get("zero_init_residual"):
+            out.append(f"{label('model_options.zero_init_residual')} zeroes BatchNorm's γ; with "
+                       "norm='none' there is no BatchNorm")
+    if v["hidden"] is not None and v["model"] not in ("mlp", "resmlp"):
+        out.append(f"{label('hidden')}={v['hidden']!r} sets the widths of mlp and resmlp; "
+                   f"model {v['model']!r} has none (its size: channels, layers)")
     if v["optimizer"] != "sgd" and v["momentum"] != defaults["momentum"]:
         out.append(f"{label('momentum')}={v['momentum']!r} applies to optimizer 'sgd', not "
                    f"{v['optimizer']!r} (Adam's moments have their own betas)")

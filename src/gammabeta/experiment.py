@@ -123,6 +123,10 @@ def run(cfg: TrainConfig, on_step: Callable | None = None, on_epoch: Callable | 
     cfg = cfg.validate()  # every option, before any data is read or memory allocated
     ds = dataset if dataset is not None else load_dataset(
         cfg.data, data_dir=cfg.data_dir, download=cfg.download, seed=cfg.seed)
+    for part in ("train", "test"):  # a Dataset built by hand skips the loaders' checks
+        if len(getattr(ds, f"y_{part}")) == 0:
+            raise DataError(f"dataset {ds.name!r}: the {part} split is empty; expected at "
+                            "least 1 sample")
     if len(ds.input_shape) > 3:
         raise DataError(f"{cfg.data}: samples of shape {tuple(ds.input_shape)}; gammabeta's "
                         "models take (N, features), (N, C, L) or (N, C, H, W) inputs")

@@ -79,7 +79,16 @@ def _checked(fn: Callable) -> Callable:
             raise ConfigError(f"{fn.__name__}: rng={rng!r}; expected a numpy.random.Generator "
                               "(numpy.random.default_rng(seed))")
         _check_kwargs(fn, fn.__name__, {k: v for k, v in kwargs.items() if k != "dtype"})
-        return fn(tuple(int(d) for d in dims), rng, **kwargs)
+        for fan in ("fan_in", "fan_out"):
+            v = kwargs.get(fan)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | np.integer)
+                                  or v < 1):
+                raise ConfigError(f"{fn.__name__}: {fan}={v!r}; expected a whole number >= 1")
+        out = fn(tuple(int(d) for d in dims), rng, **kwargs)
+        if not np.isfinite(out).all():
+            raise ConfigError(f"{fn.__name__}: the arguments {kwargs} give values beyond "
+                              f"{np.asarray(out).dtype}'s range; expected finite values")
+        return out
 
     return wrapper
 
@@ -405,6 +414,14 @@ def initialize(spec, shape, rng, *, dtype=np.float32, fan_in=None, fan_out=None,
         if val is not None and (key in accepted or takes_any):
             extra[key] = val
     shape = tuple(int(s) for s in shape)
+    need = math.prod(shape) * np.dtype(dtype).itemsize
+    if need > 2**30:  # a typo in a layer size: refuse what cannot fit before allocating
+        from .data.limits import available_memory
+
+        have = available_memory()
+        if have is not None and need > have:
+            raise ConfigError(f"initializer for {what}: shape {shape} needs {need / 2**30:,.1f} "
+                              f"GiB; {have / 2**30:,.1f} GiB of memory is available")
     out = np.asarray(fn(shape, rng, **extra))
     if out.shape != shape:
         raise ConfigError(f"initializer for {what}: returned shape {out.shape}, expected {shape}")

@@ -153,5 +153,8 @@ def load_checkpoint(path) -> tuple[dict, dict]:
         tensors = load(data)
     except (SafetensorError, ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None
+    except (KeyError, TypeError) as e:  # e.g. a bfloat16 tensor, which NumPy has no dtype for
+        raise CheckpointError(f"{path}: holds a tensor NumPy cannot read ({e}); expected "
+                              "float16/32/64 or integer tensors") from None
     metadata = dict(header.get("__metadata__") or {}) if isinstance(header, dict) else {}
     return tensors, metadata

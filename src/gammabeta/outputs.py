@@ -71,6 +71,19 @@ def existing_run_files(folder: Path) -> list[str]:
     return [f for f in RUN_FILES if (folder / f).exists()]
 
 
+def read_small_text(path: Path, what: str, limit: int = 1 << 20) -> str:
+    """The UTF-8 text of a small regular file (a TOML config or study file); a FIFO, a device
+    or a file over ``limit`` bytes is refused before it is read."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{what} {path}: is not a regular file; expected a TOML file")
+    size = path.stat().st_size
+    if size > limit:
+        raise ConfigError(f"{what} {path}: {size:,} bytes; a TOML file of options is at most "
+                          f"{limit:,}")
+    return path.read_text(encoding="utf-8")
+
+
 def remove_stale_temporaries(folder: Path) -> list[str]:
     """Delete temp files that a killed process left beside :data:`RUN_FILES` (``.NAME.*.tmp``
     from :func:`gammabeta.io.atomic_write`); call it holding the folder's lock."""

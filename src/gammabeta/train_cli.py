@@ -24,6 +24,7 @@ from .outputs import (
     check_run_folder,
     existing_run_files,
     locked,
+    read_small_text,
     remove_stale_temporaries,
     run_folder_name,
 )
@@ -112,7 +113,7 @@ def _read_toml(path: Path) -> dict:
     except ModuleNotFoundError:  # pragma: no cover - Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(read_small_text(path, "--config"))
     except OSError as e:
         raise ConfigError(f"--config {path}: cannot read it ({e.strerror or e})") from None
     except UnicodeDecodeError:
@@ -211,6 +212,9 @@ def train_and_save(cfg, out: Path, quiet: bool = False, resume: bool = False,
     diag: list = []
 
     def on_model(model):
+        if overwrite and not resume:  # the data and the model passed every check: the
+            for name in RUN_FILES:    # earlier run goes now, so the two never mix
+                (out / name).unlink(missing_ok=True)
         if diagnostics_every:
             from .diagnostics import attach
 
@@ -224,9 +228,6 @@ def train_and_save(cfg, out: Path, quiet: bool = False, resume: bool = False,
         with locked(out, "gammabeta train"), StopOnSignal() as stop:
             check_run_folder(out, overwrite or resume)  # again, now that the folder is ours
             remove_stale_temporaries(out)
-            if overwrite and not resume:  # the earlier run goes, so the two never mix
-                for name in RUN_FILES:
-                    (out / name).unlink(missing_ok=True)
             try:
                 result = run(cfg, on_epoch=prog.on_epoch, on_start=prog.on_start,
                              on_step=on_step, state_path=out / STATE_FILE, resume=resume,
@@ -302,6 +303,8 @@ def _refuse_conflicts(a, stored: TrainConfig) -> None:
     given = _given(a)
     if a.config:
         given = {**_read_toml(Path(a.config)), **given}
+    if str(given.get("data", "")).lower().endswith((".npz", ".csv")):  # as the run stores it
+        given["data"] = str(Path(given["data"]).expanduser().resolve())
     keep = stored.to_dict()
     differ = []
     for k, v in given.items():

@@ -28,6 +28,9 @@ def check_features(x: np.ndarray, where: str) -> np.ndarray:
     if len(x) == 0:
         raise DataError(f"{where} has shape {x.shape}, so it holds no samples; expected at "
                         "least one")
+    if x.size == 0:
+        raise DataError(f"{where} has shape {x.shape}, so its samples hold no features; "
+                        "expected at least one value per sample")
     bad = ~np.isfinite(x) if x.dtype.kind == "f" else None
     if bad is not None and bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])

@@ -74,7 +74,14 @@ def _first_row(row: list[str], path: Path, line: int, header: str) -> list[str] 
         raise DataError(f"{path}: {where} mixes numbers and text ({row[odd].strip()!r} in "
                         f"column {odd + 1}): a header must name every column, data must be "
                         "all numbers")
-    return [c.strip() or f"column {i + 1}" for i, c in enumerate(row)]
+    names = [c.strip() or f"column {i + 1}" for i, c in enumerate(row)]
+    lower = [n.lower() for n in names]
+    twice = sorted({n for n in lower if lower.count(n) > 1})
+    if twice:  # two 'label' columns would leave one copy of the label among the features
+        raise DataError(f"{path}: the header names {twice[0]!r} more than once (columns "
+                        f"{', '.join(str(i + 1) for i, n in enumerate(lower) if n == twice[0])})"
+                        "; expected every column named once")
+    return names
 
 
 def read_csv(

@@ -194,7 +194,8 @@ def _verify(path: Path, kind: str) -> None:
         raise DataError(
             f"{path}: MD5 {actual} does not match the published {_TITLE[kind]} checksum "
             f"{expected}; the file is corrupt or from another dataset "
-            "(pass verify=False to skip this check for files you made yourself)"
+            "(for files you made yourself, give the uncompressed IDX files, which are not "
+            "checked, or from Python load_mnist(..., verify=False))"
         )
 
 

@@ -38,6 +38,11 @@ def load_dataset(
     split, MNIST with only one split present); MNIST-1D always uses its published seed.
     ``data_dir`` and ``download`` apply to MNIST and Fashion-MNIST.
     """
+    if not isinstance(name_or_path, str | os.PathLike) or not os.fspath(name_or_path).strip():
+        raise ConfigError(f"data={name_or_path!r}; expected one of {', '.join(DATASET_NAMES)} "
+                          "or a path to a .npz or .csv file")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed={seed!r}; expected a whole number >= 0")
     key = os.fspath(name_or_path)
     canonical = _ALIASES.get(key.strip().lower())
     if canonical == "mnist1d":

@@ -32,6 +32,9 @@ def _output_file(path: str, flag: str, overwrite: bool, reads=()) -> Path:
         raise OutputError(f"{flag} {p}: folder {p.parent} does not exist (create it first)")
     if p.is_dir():
         raise OutputError(f"{flag} {p}: is a folder; expected a file name")
+    if p.exists() and not p.is_file():
+        raise OutputError(f"{flag} {p}: is not a regular file (a device, FIFO or socket); "
+                          "expected a file name")
     if p.exists() and not overwrite:
         raise OutputError(f"{flag} {p} exists; pass --overwrite to replace it, or choose "
                           "another name")

@@ -207,6 +207,9 @@ def load_inputs(path, input_shape, *, max_classes: int | None = None,
     path = Path(path).expanduser()
     if path.is_dir():
         raise DataError(f"{path}: is a folder; expected a .npz, .csv or IDX input file")
+    if path.exists() and not path.is_file():
+        raise DataError(f"{path}: is not a regular file (a device, FIFO or socket); expected "
+                        "a .npz, .csv or IDX input file")
     if not path.is_file():
         raise DataError(f"{path}: no such file; expected a .npz, .csv or IDX input file")
     if path.stat().st_size == 0:

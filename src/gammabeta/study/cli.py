@@ -32,8 +32,14 @@ def cmd_list(a) -> int:
 
 def cmd_show(a) -> int:
     """Print a built-in study's TOML (a starting point for a study file of your own)."""
+    from pathlib import Path
+
+    from ..outputs import read_small_text
     from .spec import builtin_path
 
+    if Path(a.study).is_file():  # a study file of one's own: shown as it is
+        print(read_small_text(Path(a.study), "study file"), end="")
+        return 0
     print(builtin_path(a.study).read_text(encoding="utf-8"), end="")
     return 0
 

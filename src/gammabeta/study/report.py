@@ -213,7 +213,12 @@ def write_outputs(spec, rows, out, command: str = "") -> list[str]:
     atomic_write_text(out / "results.csv", _csv(spec, rows))
     atomic_write_text(out / "results.json", json.dumps(
         {"study": spec.to_dict(), "command": command, "runs": rows}, allow_nan=False) + "\n")
-    sections, figs = reports()[spec.report](spec, rows, out)
+    try:
+        sections, figs = reports()[spec.report](spec, rows, out)
+    except (KeyError, IndexError, TypeError, ValueError) as e:  # a built-in's analysis on
+        sections, figs = generic(spec, rows, out)                # another grid
+        sections = [f"> The report {spec.report!r} needs the axes of the built-in study of that "
+                    f"name (missing: {e}); this is the generic report.", "", *sections]
     secs = sum(r.get("seconds") or 0 for r in rows)
     axes_rows = [[a, ", ".join(v["label"] for v in vals)] for a, vals in spec.axes.items()]
     lines = [f"# {spec.title}", "", f"Produced by: `{command or 'gammabeta study run'}`", "",

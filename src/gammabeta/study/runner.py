@@ -226,18 +226,12 @@ def execute_jobs(jobs: list[dict], workers: int = 1,
     return _local(jobs, workers)
 
 
-def _prepare_data(jobs: list[dict]) -> None:
-    """Load each dataset once here so parallel workers find it cached (MNIST-1D generation)."""
-    from ..data.registry import load_dataset
-
-    seen = set()
-    for job in jobs:
-        c = job["config"]
-        k = (c["data"], c["data_dir"], c["download"])
-        if k not in seen:
-            seen.add(k)
-            load_dataset(c["data"], data_dir=c["data_dir"], download=c["download"],
-                         seed=c["seed"])
+def _named(rows: Iterable[dict], spec: StudySpec) -> Iterable[dict]:
+    """The rows, with a run's error prefixed by the study file that asked for it."""
+    try:
+        yield from rows
+    except GammabetaError as e:
+        raise type(e)(f"{spec.source}: a run failed: {e}") from None
 
 
 def run_study(spec: StudySpec, out, workers: int | None = None,
@@ -251,10 +245,16 @@ def run_study(spec: StudySpec, out, workers: int | None = None,
     out = Path(out)
     jobs = expand(spec)
     check_study_folder(out, spec)
-    with locked(out, "gammabeta study run"):
-        check_study_folder(out, spec)
-        return _run_locked(spec, jobs, out, workers, dask_scheduler, progress, command,
-                           on_result, report)
+    created = not out.exists()
+    try:
+        with locked(out, "gammabeta study run"):
+            check_study_folder(out, spec)
+            return _run_locked(spec, jobs, out, workers, dask_scheduler, progress, command,
+                               on_result, report)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a start that failed leaves no empty folder
+        raise
 
 
 def check_study_folder(out: Path, spec: StudySpec) -> None:
@@ -272,13 +272,45 @@ def check_study_folder(out: Path, spec: StudySpec) -> None:
         return
     try:
         held = json.loads(marker.read_text(encoding="utf-8"))
-        name, source = held.get("name"), held.get("source")
+        name, source, scale = held.get("name"), held.get("source"), held.get("scale", "full")
     except (OSError, ValueError, AttributeError, UnicodeDecodeError) as e:
         raise OutputError(f"{marker}: unreadable ({e}); choose another --out") from None
-    if name != spec.name or _where(source) != _where(spec.source):
-        raise OutputError(f"study output {out} holds the study {name!r} from {source}, not "
-                          f"{spec.name!r} from {spec.source}; choose another --out (running "
-                          "the same study file again resumes it)")
+    if name != spec.name or _where(source) != _where(spec.source) or scale != spec.scale:
+        raise OutputError(f"study output {out} holds the study {name!r} from {source} at scale "
+                          f"{scale}, not {spec.name!r} from {spec.source} at scale "
+                          f"{spec.scale}; choose another --out (running the same study file "
+                          "at the same scale again resumes it)")
+
+
+def _check_data(out: Path, spec: StudySpec, jobs: list[dict]) -> dict:
+    """Fingerprints of the data of ``jobs`` (each dataset loaded once), checked against the
+    ones the folder's earlier runs used: finished rows are reused only for the same data."""
+    from ..data.registry import load_dataset
+    from ..experiment import fingerprint
+
+    prints, seen = {}, set()
+    for job in jobs:
+        c = job["config"]
+        key = json.dumps([c["data"], c["data_dir"], c["download"], job["seed"]])
+        if key not in seen:
+            seen.add(key)
+            try:
+                prints[key] = fingerprint(load_dataset(c["data"], data_dir=c["data_dir"],
+                                                       download=c["download"],
+                                                       seed=job["seed"]))
+            except GammabetaError as e:
+                raise type(e)(f"{spec.source}: the data of its runs: {e}") from None
+    try:
+        held = json.loads((out / "study.json").read_text(encoding="utf-8")).get("data", {})
+    except (OSError, ValueError, AttributeError):
+        held = {}
+    for key, fp in prints.items():
+        if isinstance(held, dict) and held.get(key) not in (None, fp):
+            data = json.loads(key)[0]
+            raise OutputError(f"study output {out}: the data {data!r} is not the data its "
+                              "finished runs used (its contents changed, or a relative path "
+                              "now names another file); choose another --out")
+    return prints
 
 
 def _where(source) -> str:
@@ -293,12 +325,9 @@ def _run_locked(spec, jobs, out, workers, dask_scheduler, progress, command, on_
     store = ResultStore(out)
     pending = [j for j in jobs if j["key"] not in store]
     skipped = len(jobs) - len(pending)
-    if pending:
-        try:
-            _prepare_data(pending)
-        except GammabetaError as e:
-            raise type(e)(f"{spec.source}: the data of its runs: {e}") from None
-    atomic_write_text(out / "study.json", json.dumps(spec.to_dict(), indent=2) + "\n")
+    prints = _check_data(out, spec, jobs)  # loads each dataset: parallel workers find it cached
+    atomic_write_text(out / "study.json",
+                      json.dumps({**spec.to_dict(), "data": prints}, indent=2) + "\n")
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     bar = None
     if progress:
@@ -307,7 +336,7 @@ def _run_locked(spec, jobs, out, workers, dask_scheduler, progress, command, on_
         bar = tqdm(total=len(jobs), initial=skipped, desc=spec.name, unit="run",
                    file=sys.stderr, dynamic_ncols=True)
     try:
-        for row in execute_jobs(pending, workers, dask_scheduler):
+        for row in _named(execute_jobs(pending, workers, dask_scheduler), spec):
             store.append(row)
             if on_result is not None:
                 on_result(row)

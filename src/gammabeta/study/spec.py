@@ -47,7 +47,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10: pip install tomli
 
 from ..config import TrainConfig, check_option
 from ..errors import ConfigError
-from ..outputs import safe_name
+from ..outputs import read_small_text, safe_name
 from .tasks import OPTIONS
 
 __all__ = ["StudySpec", "load_spec", "parse_spec", "builtin_names", "builtin_path", "SCALES"]
@@ -235,6 +235,14 @@ def parse_spec(text: str, source: str = "<string>", scale: str = "full") -> Stud
             axes = {**axes, **new_axes}
             if "seeds" in over:
                 seeds = _seeds(source, f"{level}.seeds", over["seeds"])
+    owner: dict = {}  # every option is set by one axis at most: else the later one wins
+    for axis, values in axes.items():
+        for key in {k for v in values for k in v["set"]}:
+            if key in owner and owner[key] != axis:
+                raise _err(source, "axes", f"axes {owner[key]!r} and {axis!r} both set "
+                           f"{key!r}, so one would silently override the other; set each "
+                           "option in one axis")
+            owner[key] = axis
     runs = len(seeds) * math.prod(len(v) for v in axes.values())
     if runs > MAX_RUNS:
         sizes = " × ".join([*(str(len(v)) for v in axes.values()), f"{len(seeds)} seeds"])
@@ -266,7 +274,7 @@ def load_spec(name_or_path, scale: str = "full", data_dir: str | None = None) ->
     path = Path(s).expanduser()
     if s.endswith(".toml") or path.exists():
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_small_text(path, "study file")
         except OSError as e:
             raise ConfigError(f"cannot read study file {path}: {e.strerror or e}") from None
         except UnicodeDecodeError as e:
