@@ -99,6 +99,13 @@ def expand(spec: StudySpec) -> list[dict]:
     return jobs
 
 
+_METRICS = ("test_accuracy", "test_loss", "seconds", "steps")
+
+
+def _number_or_none(v) -> bool:
+    return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+
+
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not JSON")  # NaN/Infinity: a damaged line, dropped
 
@@ -127,7 +134,8 @@ class ResultStore:
                 row = json.loads(line, parse_constant=_refuse_constant)
                 key = row["key"]
                 if not (isinstance(key, str) and isinstance(row.get("config"), dict)
-                        and isinstance(row.get("options"), dict)):
+                        and isinstance(row.get("options"), dict)
+                        and all(_number_or_none(row.get(k)) for k in _METRICS)):
                     raise TypeError("not a run row")
             except (ValueError, KeyError, TypeError, AttributeError):
                 self.dropped += 1
