@@ -297,3 +297,67 @@ def test_study_show_prints_a_study_file_of_ones_own(tmp_path, capsys):
     study.write_text('name = "mine"\n')
     rc, out, _ = run(["study", "show", study], capsys)
     assert rc == 0 and out == 'name = "mine"\n'
+
+
+# ----- the third pass ---------------------------------------------------------------------------
+def test_outputs_that_are_symbolic_links_are_refused(tmp_path, data, capsys):
+    out = tmp_path / "r"
+    assert run(["train", "--data", data, *TINY, "--out", out], capsys)[0] == 0
+    real = tmp_path / "real.csv"
+    real.write_text("mine")
+    for target in (real, tmp_path / "nowhere" / "x.csv"):  # to a file, and dangling
+        link = tmp_path / "link.csv"
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
+        rc, _, err = run(["predict", "--model", out, data, "--out", link, "--overwrite"],
+                         capsys)
+        assert rc == 2 and "symbolic link" in err and link.is_symlink()
+    assert real.read_text() == "mine"
+
+
+def test_csv_columns_must_match_the_training_columns(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    y = np.arange(90) % 3
+    x = rng.standard_normal((90, 3)) + y[:, None]
+    train = tmp_path / "t.csv"
+    train.write_text("a,b,c,label\n" + "\n".join(
+        f"{r[0]},{r[1]},{r[2]},{c}" for r, c in zip(x, y, strict=True)) + "\n")
+    out = tmp_path / "r"
+    assert run(["train", "--data", train, *TINY, "--out", out], capsys)[0] == 0
+    swapped = tmp_path / "s.csv"
+    swapped.write_text("c,b,a\n" + "\n".join(f"{r[2]},{r[1]},{r[0]}" for r in x) + "\n")
+    rc, _, err = run(["predict", "--model", out, swapped], capsys)
+    assert rc == 2 and "differ from the ones the model was trained on" in err
+    same = tmp_path / "same.csv"
+    same.write_text("a,b,c\n" + "\n".join(f"{r[0]},{r[1]},{r[2]}" for r in x) + "\n")
+    assert run(["predict", "--model", out, same], capsys)[0] == 0
+
+
+def test_config_files_once_with_or_without_a_byte_order_mark(tmp_path, data, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'\ufeffdata = "{data}"\nepochs = 1\nhidden = "8"\n', encoding="utf-8")
+    rc, _, err = run(["train", "--config", cfg, "--config", cfg, "--quiet"], capsys)
+    assert rc == 2 and "--config given 2 times" in err
+    assert run(["train", "--config", cfg, "--quiet", "--weight-init", "orthogonal", "--out",
+                tmp_path / "r"], capsys)[0] == 0
+
+
+def test_train_does_not_write_into_a_study_folder(tmp_path, data, capsys):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "study.json").write_text("{}")
+    rc, _, err = run(["train", "--data", data, *TINY, "--out", tmp_path / "s", "--overwrite"],
+                     capsys)
+    assert rc == 2 and "is a study's folder" in err
+
+
+def test_the_library_refuses_one_class_data():
+    from gammabeta.config import TrainConfig
+    from gammabeta.data.dataset import Dataset
+    from gammabeta.errors import DataError
+    from gammabeta.experiment import run as run_config
+
+    x = np.random.default_rng(0).standard_normal((20, 3)).astype(np.float32)
+    y = np.zeros(20, dtype=np.int64)
+    ds = Dataset("one", x[:15], y[:15], x[15:], y[15:], 1)
+    with pytest.raises(DataError, match="only class 0"):
+        run_config(TrainConfig(epochs=1, hidden="4"), dataset=ds)

@@ -213,7 +213,8 @@ def check_option(name: str, value, o: Option, label: str | None = None):
         parse_hidden(label, value)
         return value
     if o.kind == "init":  # weights are matrices; biases, γ and β vectors
-        return _check_init(label, value, (4, 4) if name == "weight_init" else (4,))
+        matrix = name.lstrip("-").replace("-", "_") == "weight_init"
+        return _check_init(label, value, (4, 4) if matrix else (4,))
     if o.kind == "fractions":
         ok = isinstance(value, list) and len(set(map(repr, value))) == len(value) and all(
             not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)

@@ -40,6 +40,7 @@ class RunResult:
     num_classes: int = 0
     dataset_note: str = ""
     input_range: tuple = ()  # (min, max) of the training inputs, for predict's scale check
+    columns: tuple = ()  # the CSV's feature columns, for predict's column check
 
     def metrics(self) -> dict:
         """The JSON written to ``metrics.json``."""
@@ -127,6 +128,9 @@ def run(cfg: TrainConfig, on_step: Callable | None = None, on_epoch: Callable | 
         if len(getattr(ds, f"y_{part}")) == 0:
             raise DataError(f"dataset {ds.name!r}: the {part} split is empty; expected at "
                             "least 1 sample")
+    if len(np.unique(ds.y_train)) < 2:
+        raise DataError(f"dataset {ds.name!r}: y_train holds only class "
+                        f"{int(ds.y_train[0])}; a classifier needs at least 2 classes")
     if len(ds.input_shape) > 3:
         raise DataError(f"{cfg.data}: samples of shape {tuple(ds.input_shape)}; gammabeta's "
                         "models take (N, features), (N, C, L) or (N, C, H, W) inputs")
@@ -174,4 +178,5 @@ def run(cfg: TrainConfig, on_step: Callable | None = None, on_epoch: Callable | 
         raise NonFiniteError(f"the final evaluation on the test split: {e}") from None
     return RunResult(cfg, model, history, final["accuracy"], final["loss"],
                      time.perf_counter() - t0, tuple(ds.input_shape), ds.num_classes, ds.note,
-                     (float(ds.x_train.min()), float(ds.x_train.max())))
+                     (float(ds.x_train.min()), float(ds.x_train.max())),
+                     tuple(getattr(ds, "columns", ())))

@@ -81,7 +81,7 @@ def read_small_text(path: Path, what: str, limit: int = 1 << 20) -> str:
     if size > limit:
         raise ConfigError(f"{what} {path}: {size:,} bytes; a TOML file of options is at most "
                           f"{limit:,}")
-    return path.read_text(encoding="utf-8")
+    return path.read_text(encoding="utf-8-sig")  # a byte-order mark is not TOML: dropped
 
 
 def remove_stale_temporaries(folder: Path) -> list[str]:
@@ -102,6 +102,9 @@ def check_run_folder(folder: Path, overwrite: bool, flag: str = "--out") -> None
                           "which does not exist")
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{flag} {folder}: is a file, not a folder")
+    if (folder / "study.json").exists():
+        raise OutputError(f"{flag} {folder} is a study's folder (it holds study.json); choose "
+                          f"another {flag}")
     if folder.is_dir() and not overwrite:
         found = existing_run_files(folder)
         if found:

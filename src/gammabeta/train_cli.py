@@ -79,7 +79,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     for name, o in MODEL_FLAGS.items():
         _add(groups["model"], name, o, "the model's own")
     r = p.add_argument_group("run")
-    r.add_argument("--config", metavar="FILE.toml", default=None,
+    r.add_argument("--config", metavar="FILE.toml", default=None, action="append",
                    help="read options from a TOML file (the keys of a study's [base]); flags "
                         "given on the command line take precedence")
     r.add_argument("--out", default=None, metavar="DIR",
@@ -242,7 +242,8 @@ def train_and_save(cfg, out: Path, quiet: bool = False, resume: bool = False,
                     "config": json.dumps(result.config.to_dict()),
                     "input_shape": json.dumps(list(result.input_shape)),
                     "num_classes": str(result.num_classes),
-                    "input_range": json.dumps(list(result.input_range))}
+                    "input_range": json.dumps(list(result.input_range)),
+                    "input_columns": json.dumps(list(result.columns))}
             save_checkpoint(out / "model.safetensors", result.model.state_dict(), meta)
             atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
             plot_curves(metrics["history"], out / "curves.png",
@@ -325,6 +326,11 @@ def _refuse_conflicts(a, stored: TrainConfig) -> None:
 def cmd_train(a) -> int:
     from .errors import TrainingInterrupted
 
+    if a.config is not None:
+        if len(a.config) > 1:
+            raise ConfigError(f"--config given {len(a.config)} times ({', '.join(a.config)}); "
+                              "expected one file (put every option in it)")
+        a.config = a.config[0]
     for name in ("out", "resume", "config"):
         if getattr(a, name) is not None and not getattr(a, name).strip():
             raise ConfigError(f"{flag(name)} is empty; expected a path")

@@ -89,6 +89,8 @@ def run(args) -> int:
         from ..errors import OutputError
 
         out = Path(args.output)
+        if out.is_symlink():
+            raise OutputError(f"--output {out}: is a symbolic link; give the file's own path")
         if not out.parent.is_dir() or out.is_dir():
             raise OutputError(f"--output {out}: " + ("is a folder; expected a file name"
                               if out.is_dir() else f"folder {out.parent} does not exist"))

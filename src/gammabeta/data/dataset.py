@@ -41,6 +41,7 @@ class Dataset:
     y_test: np.ndarray
     num_classes: int
     note: str = ""
+    columns: tuple = ()  # feature column names, for data read from a CSV with a header
 
     @property
     def input_shape(self) -> tuple[int, ...]:

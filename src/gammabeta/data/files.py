@@ -49,7 +49,7 @@ def load_file(
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty; expected {ext} data")
     rng = np.random.default_rng(seed)
-    note = ""
+    note, columns = "", ()
     if ext == ".npz":
         arrays = read_npz(path, [(_SPLIT_KEYS, ()), (_XY_KEYS, ())],
                           expected=f"either {list(_XY_KEYS)} or {list(_SPLIT_KEYS)}")
@@ -80,10 +80,11 @@ def load_file(
             f"labels from column {table.label!r}; split {len(x_tr):,}/{len(x_te):,} "
             f"with seed {seed}"
         )
+        columns = tuple(h for h in table.header or () if h != table.label)
     num_classes = int(max(y_tr.max(), y_te.max())) + 1
     unseen = sorted(set(np.unique(y_te).tolist()) - set(np.unique(y_tr).tolist()))
     if unseen:  # allowed (a split can do this), but the user should know why they fail
         shown = ", ".join(map(str, unseen[:10])) + (", ..." if len(unseen) > 10 else "")
         note = (note + "; " if note else "") + (
             f"class(es) {shown} appear in the test split only: the model cannot learn them")
-    return Dataset(path.name, x_tr, y_tr, x_te, y_te, num_classes, note).validate()
+    return Dataset(path.name, x_tr, y_tr, x_te, y_te, num_classes, note, columns).validate()

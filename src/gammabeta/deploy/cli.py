@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,9 @@ def _output_file(path: str, flag: str, overwrite: bool, reads=()) -> Path:
     """Refuse an output file whose folder is missing, that exists (without --overwrite), or
     that is one of the files the command ``reads`` (even with --overwrite)."""
     p = Path(path)
+    if p.is_symlink():  # replacing a link with a file, or writing through it: neither asked
+        raise OutputError(f"{flag} {p}: is a symbolic link (to {os.readlink(p)}); give the "
+                          "file's own path")
     for r in reads:
         if Path(r).exists() and p.exists() and p.resolve() == Path(r).resolve():
             raise OutputError(f"{flag} {p} is the file this command reads; choose another name")
@@ -95,7 +99,8 @@ def cmd_predict(a) -> int:
     lm = load_model(a.model)
     if a.out:
         _output_file(a.out, "--out", a.overwrite, reads=[a.input, lm.path])
-    x, y = load_inputs(a.input, lm.input_shape, max_classes=lm.num_classes)
+    x, y = load_inputs(a.input, lm.input_shape, max_classes=lm.num_classes,
+                       columns=lm.columns)
     check_range(x, lm, a.input)
     probs = predict_proba(lm.model, x, a.batch_size)
     check_outputs(probs, a.model)

@@ -46,6 +46,7 @@ class LoadedModel:
     config: object
     path: Path
     input_range: tuple[float, float] | None = None  # of the training inputs, if recorded
+    columns: tuple = ()  # the training CSV's feature columns, if it had a header
 
 
 def _checkpoint_path(path) -> Path:
@@ -129,8 +130,13 @@ def load_model(path) -> LoadedModel:
     except StateDictError as e:
         raise StateDictError(f"{p}: {e}") from None
     model.eval()
+    columns = _meta_json(p, "input_columns", meta["input_columns"]) \
+        if "input_columns" in meta else []
+    if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
+        raise CheckpointError(f"{p}: metadata input_columns = {str(columns)[:80]!r}; expected "
+                              "a list of column names")
     return LoadedModel(model, input_shape, num_classes, cfg, p,
-                       _meta_range(p, meta.get("input_range")))
+                       _meta_range(p, meta.get("input_range")), tuple(columns))
 
 
 def _meta_range(p: Path, raw) -> tuple[float, float] | None:
@@ -187,7 +193,7 @@ def _read_npz(path: Path, max_classes: int) -> tuple[np.ndarray, np.ndarray | No
     return arrays[xk], y, xk
 
 
-def load_inputs(path, input_shape, *, max_classes: int | None = None,
+def load_inputs(path, input_shape, *, max_classes: int | None = None, columns=(),
                 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Read a ``.npz``/``.csv``/IDX file; return ``(x, labels or None)`` shaped for the model.
 
@@ -224,6 +230,11 @@ def load_inputs(path, input_shape, *, max_classes: int | None = None,
         table = read_csv(path, header="auto", max_classes=max_classes)
         x, y, xname = table.x, table.y, "features"
         yname = f"column {table.label!r}"
+        named = tuple(h for h in table.header or () if h != table.label)
+        if columns and named and named != tuple(columns):
+            raise DataError(f"{path}: feature columns {list(named)[:8]} differ from the ones "
+                            f"the model was trained on, {list(columns)[:8]} (names or order); "
+                            "give the columns as in training")
     else:
         x, xname = read_idx(path), "inputs"
         if x.dtype == np.uint8:

@@ -54,6 +54,8 @@ def cmd_run(a) -> int:
     from .spec import load_spec
 
     scale = "tiny" if a.tiny else "quick" if a.quick else "full"
+    if a.out is not None and not a.out.strip():
+        raise ConfigError("--out is empty; expected a folder such as studies/mine")
     if a.workers is not None and a.workers < 1:
         raise ConfigError(f"--workers={a.workers}; expected a whole number >= 1")
     spec = load_spec(a.study, scale=scale, data_dir=a.data_dir)

@@ -280,7 +280,7 @@ def load_spec(name_or_path, scale: str = "full", data_dir: str | None = None) ->
         except UnicodeDecodeError as e:
             raise ConfigError(f"study file {path} is not UTF-8 text (byte {e.start}); "
                               "expected a TOML file") from None
-        source = str(path)
+        source = str(path.resolve())  # one spelling, wherever the study is run from
     else:
         text = builtin_path(s).read_text(encoding="utf-8")
         source = f"builtin:{s}.toml"
