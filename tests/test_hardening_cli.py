@@ -114,7 +114,7 @@ def test_a_study_does_not_write_into_a_folder_holding_someone_elses_report(tmp_p
 
 def test_a_locked_study_folder_refuses_a_second_run(tmp_path):
     spec = parse_spec('[base]\nepochs = 1\n', "s.toml")
-    with locked(tmp_path / "out", "test"), pytest.raises(OutputError, match="in use by"):
+    with locked(tmp_path / "out"), pytest.raises(OutputError, match="in use by"):
         run_study(spec, tmp_path / "out", workers=1, progress=False)
 
 
@@ -141,7 +141,7 @@ def test_default_folders_differ_when_the_options_differ():
 
 
 def test_a_locked_run_folder_refuses_a_second_train(tmp_path, data, capsys):
-    with locked(tmp_path / "run", "test"):
+    with locked(tmp_path / "run"):
         rc, _, err = run(["train", "--data", data, *TINY, "--out", tmp_path / "run"], capsys)
     assert rc == 2 and "in use by another" in err
 

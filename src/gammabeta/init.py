@@ -47,6 +47,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .errors import ConfigError
+from .init_registry import REGISTRY, check_kwargs, names, register
 
 __all__ = [
     "calculate_gain", "compute_fans", "variance_scaling", "get", "initialize", "register",
@@ -55,60 +56,8 @@ __all__ = [
     "lecun_normal", "orthogonal", "torch_default",
 ]
 
-_REGISTRY: dict[str, Callable] = {}
 # std of a standard normal truncated to [-2, 2]; dividing by it restores the requested variance
 _TRUNC_STD = 0.87962566103423978
-
-
-def _checked(fn: Callable) -> Callable:
-    """``fn`` with its arguments checked first: a shape of whole numbers >= 0, a
-    ``numpy.random.Generator`` where one is needed, finite numbers where the defaults are
-    numbers (each refused with a :class:`ConfigError` naming the initializer)."""
-    params = inspect.signature(fn).parameters
-    needs_rng = params["rng"].default is inspect.Parameter.empty
-
-    @functools.wraps(fn)
-    def wrapper(shape, rng=None, **kwargs):
-        dims = (shape,) if isinstance(shape, int | np.integer) else shape
-        if not isinstance(dims, tuple | list) or not all(
-                isinstance(d, int | np.integer) and not isinstance(d, bool) and d >= 0
-                for d in dims):
-            raise ConfigError(f"{fn.__name__}: shape={shape!r}; expected a tuple of whole "
-                              "numbers >= 0")
-        if (needs_rng or rng is not None) and not isinstance(rng, np.random.Generator):
-            raise ConfigError(f"{fn.__name__}: rng={rng!r}; expected a numpy.random.Generator "
-                              "(numpy.random.default_rng(seed))")
-        _check_kwargs(fn, fn.__name__, {k: v for k, v in kwargs.items() if k != "dtype"})
-        for fan in ("fan_in", "fan_out"):
-            v = kwargs.get(fan)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int | np.integer)
-                                  or v < 1):
-                raise ConfigError(f"{fn.__name__}: {fan}={v!r}; expected a whole number >= 1")
-        out = fn(tuple(int(d) for d in dims), rng, **kwargs)
-        if not np.isfinite(out).all():
-            raise ConfigError(f"{fn.__name__}: the arguments {kwargs} give values beyond "
-                              f"{np.asarray(out).dtype}'s range; expected finite values")
-        return out
-
-    return wrapper
-
-
-def register(*names: str):
-    """Decorator adding an initializer to the registry under one or more names (with its
-    arguments checked, see :func:`_checked`)."""
-
-    def deco(fn):
-        fn = _checked(fn)
-        for n in names:
-            _REGISTRY[n] = fn
-        return fn
-
-    return deco
-
-
-def names() -> list[str]:
-    """All registered initializer names, sorted."""
-    return sorted(_REGISTRY)
 
 
 def compute_fans(shape) -> tuple[int, int]:
@@ -188,9 +137,6 @@ def variance_scaling(shape, rng, *, scale=1.0, mode="fan_in", distribution="trun
             "normal or uniform"
         )
     return np.asarray(out, dtype=dtype)
-
-
-variance_scaling = _checked(variance_scaling)
 
 
 @register("zeros")
@@ -367,10 +313,10 @@ def get(spec, **kwargs) -> Callable:
         except ValueError:
             pass
         name, parsed = _parse(spec)
-        if name in _REGISTRY:
+        if name in REGISTRY:
             params = {**parsed, **kwargs}
-            fn = _REGISTRY[name]
-            _check_kwargs(fn, name, params)
+            fn = REGISTRY[name]
+            check_kwargs(fn, name, params)
             return functools.partial(fn, **params) if params else fn
         raise ConfigError(
             f"unknown initializer {spec!r}; expected a number, an array, a callable or one of: "
@@ -379,22 +325,6 @@ def get(spec, **kwargs) -> Callable:
     raise ConfigError(
         f"initializer of type {type(spec).__name__}: expected a name, number, callable or array"
     )
-
-
-def _check_kwargs(fn, name, params) -> None:
-    accepted = inspect.signature(fn).parameters
-    bad = [k for k in params if k not in accepted]
-    if bad:
-        ok = [k for k, p in accepted.items() if p.kind == p.KEYWORD_ONLY and k != "dtype"]
-        raise ConfigError(f"initializer {name!r}: unknown argument(s) {bad}; it takes {ok}")
-    for key, value in params.items():  # a number where the default is a number, and finite
-        default = accepted[key].default
-        if isinstance(default, int | float) and not isinstance(default, bool) and (
-                isinstance(value, bool) or not isinstance(value, int | float)
-                or not math.isfinite(value)):
-            raise ConfigError(f"initializer {name!r}: {key}={value!r}; expected a finite number")
-        if isinstance(default, str) and not isinstance(value, str):
-            raise ConfigError(f"initializer {name!r}: {key}={value!r}; expected text")
 
 
 def initialize(spec, shape, rng, *, dtype=np.float32, fan_in=None, fan_out=None, what="tensor"):

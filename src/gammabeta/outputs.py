@@ -114,7 +114,7 @@ def check_run_folder(folder: Path, overwrite: bool, flag: str = "--out") -> None
 
 
 @contextlib.contextmanager
-def locked(folder: Path, what: str) -> Iterator[Path]:
+def locked(folder: Path) -> Iterator[Path]:
     """Create ``folder`` if needed and hold an exclusive lock on it for the block.
 
     The lock is ``flock`` on the folder itself (nothing is left behind; the kernel releases

@@ -225,7 +225,7 @@ def train_and_save(cfg, out: Path, quiet: bool = False, resume: bool = False,
             diag[0].record_step(step)
 
     try:
-        with locked(out, "gammabeta train"), StopOnSignal() as stop:
+        with locked(out), StopOnSignal() as stop:
             check_run_folder(out, overwrite or resume)  # again, now that the folder is ours
             remove_stale_temporaries(out)
             try:

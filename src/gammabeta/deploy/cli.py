@@ -92,8 +92,6 @@ def cmd_predict(a) -> int:
 
     if a.out is not None and not a.out.strip():
         raise ConfigError("--out is empty; expected a file name such as probs.csv")
-    if a.out:
-        _output_file(a.out, "--out", a.overwrite, reads=[a.input])
     if a.batch_size < 1:
         raise ConfigError(f"--batch-size={a.batch_size}; expected a whole number >= 1")
     lm = load_model(a.model)

@@ -30,8 +30,9 @@ from ..errors import ConfigError, GammabetaError, OutputError
 from ..experiment import TrainConfig
 from ..io import atomic_write_text
 from ..outputs import locked
+from .options import OPTIONS, check_combination
 from .spec import StudySpec, canonical
-from .tasks import OPTIONS, check_combination, execute
+from .tasks import execute
 
 __all__ = ["expand", "run_key", "ResultStore", "run_study", "execute_jobs"]
 
@@ -42,7 +43,7 @@ def run_key(config: dict, options: dict) -> str:
     """16 hex digits identifying a run by its full config and task options.
 
     Values equal to their defaults are left out of the hash, so a new option added to
-    :class:`TrainConfig` or :data:`tasks.OPTIONS` (with a default) keeps old keys valid.
+    :class:`TrainConfig` or :data:`options.OPTIONS` (with a default) keeps old keys valid.
     """
     defaults = TrainConfig().to_dict()
     cfg = {k: v for k, v in config.items() if k not in defaults or v != defaults[k]}
@@ -255,7 +256,7 @@ def run_study(spec: StudySpec, out, workers: int | None = None,
     check_study_folder(out, spec)
     created = not out.exists()
     try:
-        with locked(out, "gammabeta study run"):
+        with locked(out):
             check_study_folder(out, spec)
             return _run_locked(spec, jobs, out, workers, dask_scheduler, progress, command,
                                on_result, report)

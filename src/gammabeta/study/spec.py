@@ -12,7 +12,7 @@ A study file looks like::
     model = "mlp"
     epochs = 20
 
-    [options]                          # per-run task options (tasks.OPTIONS), e.g.
+    [options]                          # per-run task options (study/options.py), e.g.
     eval_every = 20                    # test accuracy every 20 steps
 
     [axes]                             # the grid: product of all axes × seeds
@@ -48,7 +48,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10: pip install tomli
 from ..config import TrainConfig, check_option
 from ..errors import ConfigError
 from ..outputs import read_small_text, safe_name
-from .tasks import OPTIONS
+from .options import OPTIONS
 
 __all__ = ["StudySpec", "load_spec", "parse_spec", "builtin_names", "builtin_path", "SCALES"]
 
