@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import ConfigError
 
 __all__ = ["ConfigTypeError", "integer", "real", "boolean", "choice", "ints", "sizes",
-           "float_dtype", "generator", "show", "is_int"]
+           "float_dtype", "generator", "show", "is_int", "Unseeded", "warn_unseeded"]
 
 #: Largest size a layer accepts (one axis of one array; far beyond any memory).
 MAX_SIZE = 2**31 - 1
@@ -180,10 +180,33 @@ def float_dtype(layer: str, value, name: str = "dtype") -> np.dtype:
     return dt
 
 
+class Unseeded(np.random.Generator):
+    """The generator a layer gets without ``rng=``: unseeded, and said so (see
+    :func:`warn_unseeded`) the first time it draws."""
+
+
+_warned = []
+
+
+def warn_unseeded(what: str) -> None:
+    """One :class:`~gammabeta.errors.UnseededWarning` per process, naming the first draw."""
+    if _warned:
+        return
+    _warned.append(what)
+    import warnings
+
+    from ..errors import UnseededWarning
+
+    warnings.warn(f"{what} drew random numbers without rng=, from an unseeded generator: this "
+                  "run cannot be repeated; pass rng=numpy.random.default_rng(seed) to every "
+                  "layer (shown once)", UnseededWarning, stacklevel=4)
+
+
 def generator(layer: str, value, name: str = "rng") -> np.random.Generator:
-    """``value`` if it is a ``numpy.random.Generator``, a new unseeded one for ``None``."""
+    """``value`` if it is a ``numpy.random.Generator``; for ``None`` a new unseeded one
+    (an :class:`Unseeded`, which warns once when a random initializer or a mask draws)."""
     if value is None:
-        return np.random.default_rng()
+        return Unseeded(np.random.PCG64())
     if not isinstance(value, np.random.Generator):
         raise ConfigError(f"{layer}: {name} is a {type(value).__name__}; expected a "
                           "numpy.random.Generator (numpy.random.default_rng(seed)) or None")

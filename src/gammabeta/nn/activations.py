@@ -29,10 +29,36 @@ class _Elementwise(Module):
 
 
 class ReLU(_Elementwise):
-    """max(x, 0); derivative 1 where x > 0, else 0 (PyTorch's convention at 0).
+    """Rectified linear unit, elementwise: ``y = max(x, 0)``.
+
+    Forward and the closed-form backward:
+
+        y  = max(x, 0)
+        dx = dy · [x > 0]        (the derivative at 0 is 0, PyTorch's convention)
 
     Like PyTorch, the backward pass keeps the output (which the next layer holds anyway)
-    rather than a mask: y > 0 exactly where x > 0.
+    rather than a mask: y > 0 exactly where x > 0. No arguments, no parameters.
+
+    Shape
+    -----
+    - Input: any shape ``(*)``, floating point.
+    - Output: the input's shape and dtype.
+
+    References
+    ----------
+    - Nair & Hinton (2010), "Rectified Linear Units Improve Restricted Boltzmann Machines",
+      ICML.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import ReLU
+    >>> relu = ReLU()
+    >>> x = np.array([-2.0, -0.5, 0.0, 1.5])
+    >>> relu(x).tolist()
+    [0.0, 0.0, 0.0, 1.5]
+    >>> relu.backward(np.ones_like(x)).tolist()
+    [0.0, 0.0, 0.0, 1.0]
     """
 
     def _f(self, x):
@@ -44,7 +70,39 @@ class ReLU(_Elementwise):
 
 
 class LeakyReLU(_Elementwise):
-    """x if x > 0 else negative_slope · x."""
+    """Leaky ReLU, elementwise: ``y = x`` if ``x > 0`` else ``negative_slope · x``.
+
+    Forward and the closed-form backward (a = ``negative_slope``):
+
+        y  = x if x > 0 else a·x
+        dx = dy if x > 0 else a·dy       (slope a at 0, as in PyTorch)
+
+    Parameters
+    ----------
+    negative_slope : float, default 0.01
+        The slope a for x ≤ 0.
+
+    Shape
+    -----
+    - Input: any shape ``(*)``, floating point.
+    - Output: the input's shape and dtype.
+
+    References
+    ----------
+    - Maas, Hannun & Ng (2013), "Rectifier Nonlinearities Improve Neural Network Acoustic
+      Models", ICML workshop.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import LeakyReLU
+    >>> act = LeakyReLU(negative_slope=0.1)
+    >>> x = np.array([-2.0, -0.5, 0.0, 1.5])
+    >>> act(x).tolist()
+    [-0.2, -0.05, 0.0, 1.5]
+    >>> act.backward(np.ones_like(x)).tolist()
+    [0.1, 0.1, 0.1, 1.0]
+    """
 
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
@@ -64,7 +122,33 @@ class LeakyReLU(_Elementwise):
 
 
 class Sigmoid(_Elementwise):
-    """σ(x) = 1 / (1 + e^(−x)), computed without overflow; σ' = σ(1 − σ)."""
+    """Logistic sigmoid, elementwise: ``σ(x) = 1 / (1 + e^(−x))``.
+
+    Forward and the closed-form backward:
+
+        y  = σ(x) = 1 / (1 + e^(−x))      computed as e^x / (1 + e^x) for x < 0: never overflows
+        dx = dy · y · (1 − y)
+
+    No arguments, no parameters.
+
+    Shape
+    -----
+    - Input: any shape ``(*)``, floating point.
+    - Output: the input's shape and dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import Sigmoid
+    >>> sig = Sigmoid()
+    >>> x = np.array([-2.0, 0.0, 1.5])
+    >>> sig(x).round(4).tolist()
+    [0.1192, 0.5, 0.8176]
+    >>> sig.backward(np.ones_like(x)).round(4).tolist()
+    [0.105, 0.25, 0.1491]
+    >>> sig(np.array([-1000.0, 1000.0])).tolist()  # no overflow warning
+    [0.0, 1.0]
+    """
 
     def _f(self, x):
         xp = namespace(x)
@@ -77,7 +161,31 @@ class Sigmoid(_Elementwise):
 
 
 class Tanh(_Elementwise):
-    """tanh(x); derivative 1 − tanh²(x)."""
+    """Hyperbolic tangent, elementwise: ``y = tanh(x)``.
+
+    Forward and the closed-form backward:
+
+        y  = tanh(x)
+        dx = dy · (1 − y²)
+
+    No arguments, no parameters.
+
+    Shape
+    -----
+    - Input: any shape ``(*)``, floating point.
+    - Output: the input's shape and dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import Tanh
+    >>> act = Tanh()
+    >>> x = np.array([-2.0, 0.0, 1.5])
+    >>> act(x).round(4).tolist()
+    [-0.964, 0.0, 0.9051]
+    >>> act.backward(np.ones_like(x)).round(4).tolist()
+    [0.0707, 1.0, 0.1807]
+    """
 
     def _f(self, x):
         y = namespace(x).tanh(x)
@@ -88,7 +196,43 @@ class Tanh(_Elementwise):
 
 
 class GELU(_Elementwise):
-    """x·Φ(x) (``approximate="none"``) or the tanh approximation (``"tanh"``), as in PyTorch."""
+    """Gaussian error linear unit, elementwise: ``y = x · Φ(x)``, as ``torch.nn.GELU``.
+
+    Φ is the standard normal CDF and φ its density. Forward and the closed-form backward:
+
+        approximate="none":  y = x · Φ(x),   Φ(x) = (1 + erf(x / √2)) / 2
+                             dx = dy · (Φ(x) + x · φ(x)),   φ(x) = e^(−x²/2) / √(2π)
+        approximate="tanh":  t = tanh(√(2/π) · (x + 0.044715 · x³))
+                             y = x · (1 + t) / 2
+                             dx = dy · ((1 + t)/2 + x/2 · (1 − t²) · √(2/π) · (1 + 3·0.044715·x²))
+
+    Parameters
+    ----------
+    approximate : {"none", "tanh"}, default "none"
+        The exact form (erf) or the tanh approximation.
+
+    Shape
+    -----
+    - Input: any shape ``(*)``, floating point.
+    - Output: the input's shape and dtype.
+
+    References
+    ----------
+    - Hendrycks & Gimpel (2016), "Gaussian Error Linear Units (GELUs)", arXiv:1606.08415.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import GELU
+    >>> x = np.array([-2.0, 0.0, 1.5])
+    >>> gelu = GELU()
+    >>> gelu(x).round(4).tolist()
+    [-0.0455, 0.0, 1.3998]
+    >>> gelu.backward(np.ones_like(x)).round(4).tolist()
+    [-0.0852, 0.5, 1.1275]
+    >>> GELU(approximate="tanh")(x).round(4).tolist()
+    [-0.0454, 0.0, 1.3996]
+    """
 
     def __init__(self, approximate: str = "none"):
         super().__init__()

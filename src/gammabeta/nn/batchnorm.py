@@ -1,388 +1,145 @@
-r"""Batch Normalization (Ioffe & Szegedy 2015, arXiv:1502.03167) with PyTorch's exact semantics.
+r"""Batch normalization (Ioffe & Szegedy 2015, arXiv:1502.03167) with PyTorch's exact semantics.
 
-For an input with channels on axis 1, statistics are taken per channel over every other axis
-(the batch and, for ``(N, C, L)`` or ``(N, C, H, W)``, the positions); ``m`` is their count.
+The formulas (training, evaluation, running averages, the closed-form backward), the momentum
+convention and the defaults are documented on :class:`BatchNorm1d` and :class:`BatchNorm2d`.
 
-Training (or ``track_running_stats=False``)::
-
-    μ   = (1/m) Σ x                                  batch mean
-    σ²  = (1/m) Σ (x − μ)²                           biased batch variance (used to normalize)
-    x̂   = (x − μ) / √(σ² + ε)
-    y   = γ · x̂ + β
-
-    running_mean ← (1 − α) · running_mean + α · μ
-    running_var  ← (1 − α) · running_var  + α · σ² · m / (m − 1)     (unbiased!)
-    num_batches_tracked ← num_batches_tracked + 1
-
-with α = ``momentum`` (0.1: the weight of the *new* batch; Keras's 0.99 is 1 − α), or
-α = 1 / num_batches_tracked when ``momentum=None`` (a cumulative moving average).
-
-Evaluation (``track_running_stats=True``)::
-
-    y = γ · (x − running_mean) / √(running_var + ε) + β          an affine map per channel
-
-Backward, closed form (training / batch statistics)::
-
-    dβ = Σ dy        dγ = Σ dy · x̂
-    dx = γ / √(σ² + ε) · (dy − dβ / m − x̂ · dγ / m)
-
-so Σ dx = 0 and Σ dx · x̂ = 0 over each channel. In evaluation the statistics are constants:
-``dx = dy · γ / √(running_var + ε)``.
-
-Statistics are computed in float32 or wider (float16 inputs work; the output keeps the input's
-dtype), with a shifted two-pass algorithm: the first sample ``K`` of each channel is subtracted
-before the mean, so inputs with a large common offset (1e4 and beyond) keep their precision;
+Numerics. Statistics are computed in float32 or wider (float16 inputs work; the output keeps
+the input's dtype) with a shifted two-pass algorithm: the first sample ``K`` of each channel
+is subtracted before the mean, so a large common offset (1e4 and beyond) keeps its precision;
 E[x²] − E[x]² is never used. Sums are accumulated in float64 (short partial sums, along one
-row of a channel, in the compute dtype). Defaults: ``eps=1e-5``,
-``momentum=0.1``, γ = 1 (``gamma_init="ones"``), β = 0 (``beta_init="zeros"``),
-``running_mean`` = 0, ``running_var`` = 1.
-
-Error bounds (tested in ``tests/test_numerics.py`` against float64 on the same inputs, for
-offsets 0 … 1e6, standard deviations 0 (a constant channel) and 1e-4 … 1e4, N = 2 and 64)::
+row of a channel, in the compute dtype). Error bounds, tested in ``tests/test_numerics.py``
+against float64 (offsets 0 … 1e6, standard deviations 0 and 1e-4 … 1e4, N = 2 and 64)::
 
     dtype     y, dγ, dβ, running stats (relative)    dx (relative to |dy|·|γ|/√(σ²+ε))
     float32   2e-6   (measured ≤ 3e-7)                2e-6
     float16   1e-3   (one float16 rounding of y)      1e-3
 
-(running_mean relative to momentum · max|x|: a float32 mean is exact to ε of the data's
-magnitude). A constant channel gives exactly β and finite gradients.
+(running_mean relative to momentum · max|x|). A constant channel gives exactly β and finite
+gradients.
 
-Implementation (speed without changing the formulas). The input is viewed as ``(N, C, L)``
-and every per-channel quantity is written in terms of ``x − K`` and ``d = μ − K``::
-
-    y  = ((x − K) − d) · (γ / √(σ² + ε)) + β
-    dx = a · dy + b · ((x − K) − d) + c        a = γ/√(σ²+ε),  b = −a · Σ(dy·x̂) / (m √(σ²+ε)),
-                                               c = −a · Σdy / m
-
-so a training step touches memory in four passes — statistics (read x), output (read x, write
-y), the two backward sums (read x, dy), dx (read x, dy, write dx). Forward caches a reference
-to ``x`` (as PyTorch does) instead of a new x̂, and backward releases it (a second backward
-needs a new forward, as in PyTorch). With Numba installed, the forward and the backward are
-one compiled call each (:mod:`gammabeta.nn._kernels`, chosen by
-:func:`gammabeta.backend.kernels`): each pass one loop in memory order, the statistics
-two-pass per cache-sized block of samples and merged exactly with Chan et al.'s formula,
-large inputs split over the cores (:mod:`gammabeta.nn._threads`); results do not depend on
-where the input sits in memory. That path also reuses this layer's previous output (and dx)
-buffer when nothing references it any more — checked by its reference count, so an output
-you keep is never overwritten. Otherwise (or with ``GAMMABETA_JIT=off``) the same formulas
-run as NumPy array operations (global two-pass statistics, BLAS GEMV sums, one temporary of
-the input's size).
+Implementation. The input is viewed as ``(N, C, L)``, everything written in ``x − K`` and
+``d = μ − K``: ``y = ((x − K) − d) · a + β`` and ``dx = a · dy + b · ((x − K) − d) + c``
+with ``a = γ/√(σ²+ε)``, ``b = −a · Σ(dy·x̂) / (m √(σ²+ε))``, ``c = −a · Σdy / m``: four
+passes over memory per training step. Forward caches a reference to ``x`` (as PyTorch does),
+not a new x̂; backward releases it (a second backward needs a new forward). With Numba the
+forward and the backward are one compiled call each (:mod:`gammabeta.nn._kernels`, chosen by
+:func:`gammabeta.backend.kernels`), which reuses this layer's previous output (and dx) buffer
+when nothing references it any more (checked by its reference count: an output you keep is
+never overwritten). Otherwise (or with ``GAMMABETA_JIT=off``) the same formulas run as NumPy
+array operations (global two-pass statistics, BLAS GEMV sums, one temporary of the input's
+size).
 """
 
 from __future__ import annotations
 
-import sys
+from ._bn_base import _BatchNorm
 
-import numpy as np
-
-from .. import init
-from ..backend import compute_dtype, kernels, namespace
-from ..errors import ShapeError
-from . import _args, _state
-from .module import Module, Parameter, check_float_input, is_grad_enabled
-
-__all__ = ["BatchNorm1d", "BatchNorm2d"]
-
-
-class _BatchNorm(Module):
-    """Shared implementation; subclasses only say which input ranks they accept."""
-
-    _ndims: tuple[int, ...] = ()
-    _layout: str = ""
-
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True, gamma_init="ones",
-                 beta_init="zeros", rng=None, dtype=np.float32):
-        super().__init__()
-        name = type(self).__name__
-        self.num_features = _args.integer(name, "num_features", num_features)
-        self.eps = _args.real(name, "eps", eps, lo=0.0, lo_open=True)
-        self.momentum = _args.real(name, "momentum", momentum, 0.0, 1.0, allow_none=True,
-                                   note=" (the new batch's weight; None: cumulative average)")
-        self.affine = _args.boolean(name, "affine", affine)
-        self.track_running_stats = _args.boolean(name, "track_running_stats",
-                                                 track_running_stats)
-        dtype, rng = _args.float_dtype(name, dtype), _args.generator(name, rng)
-        c = (self.num_features,)
-        if self.affine:
-            self.weight = Parameter(init.initialize(gamma_init, c, rng, dtype=dtype,
-                                                    what=f"{name}.weight (γ)"))
-            self.bias = Parameter(init.initialize(beta_init, c, rng, dtype=dtype,
-                                                  what=f"{name}.bias (β)"))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        if self.track_running_stats:
-            self.register_buffer("running_mean", np.zeros(c, dtype=dtype))
-            self.register_buffer("running_var", np.ones(c, dtype=dtype))
-            self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
-        self._cache = None
-        self._spare = {}  # kernel path: output buffers ("y", "dx") kept for reuse
-
-    def extra_repr(self) -> str:
-        s = f"{self.num_features}"
-        if self.eps != 1e-5:
-            s += f", eps={self.eps}"
-        if self.momentum != 0.1:
-            s += f", momentum={self.momentum}"
-        if not self.affine:
-            s += ", affine=False"
-        if not self.track_running_stats:
-            s += ", track_running_stats=False"
-        return s
-
-    def reset_running_stats(self) -> None:
-        """running_mean ← 0, running_var ← 1, num_batches_tracked ← 0."""
-        if self.track_running_stats:
-            self.running_mean[...] = 0
-            self.running_var[...] = 1
-            self.num_batches_tracked = np.array(0, dtype=np.int64)
-
-    # ----- checks ----------------------------------------------------------------------------
-    def _check_state(self, prefix: str, state) -> str | None:
-        """Loaded values: ``running_var`` >= 0, ``num_batches_tracked`` a whole number >= 0."""
-        return _state.negative(state, prefix + "running_var", "variances") \
-            or _state.count(state, prefix + "num_batches_tracked")
-
-    def _check_input(self, x):
-        check_float_input(self, x)
-        if x.ndim not in self._ndims:
-            raise ShapeError(f"{self.describe()}: got a {x.ndim}-D input of shape {x.shape}, "
-                             f"expected {self._layout}")
-        if x.shape[1] != self.num_features:
-            raise ShapeError(f"{self.describe()}: got {x.shape[1]} channels (input shape "
-                             f"{x.shape}), expected {self.num_features} channels on axis 1")
-
-    # ----- forward ---------------------------------------------------------------------------
-    def forward(self, x):
-        self._check_input(x)
-        xp = namespace(x)
-        cdt = _compute_dtype(x.dtype, self._param_dtype())
-        x3 = x.astype(cdt, copy=False).reshape(x.shape[0], self.num_features, -1)  # (N, C, L)
-        m = x3.shape[0] * x3.shape[2]
-        use_batch = self.training or not self.track_running_stats
-        if use_batch and m <= 1:
-            raise ShapeError(f"{self.describe()}: expected more than 1 value per channel "
-                             f"when training, got input of shape {x.shape}")
-        kern = _kernels_for(xp, x3)
-        if kern is not None:
-            y3, k, d, inv_std = self._forward_kernels(kern, x3, use_batch, m)
-        else:
-            y3, k, d, inv_std = self._forward_numpy(xp, x3, use_batch, m)
-        self._cache = (x3, k, d, inv_std, use_batch, m, x.shape, x.dtype) \
-            if is_grad_enabled() else None
-        return y3.reshape(x.shape).astype(x.dtype, copy=False)
-
-    def _forward_kernels(self, kern, x3, use_batch, m):
-        """The compiled path: one call for statistics, running update and output."""
-        alpha = self._next_alpha() if use_batch and self.track_running_stats else -1.0
-        bufs = self._buffers
-        rm, rv = (bufs["running_mean"], bufs["running_var"]) if self.track_running_stats \
-            else (_NONE, _NONE)
-        w, b = self._affine_params(np)
-        y3 = self._output("y", x3, kern)
-        k, d, inv_std = kern.bn_forward(x3, w, b, self.eps, use_batch, rm, rv, alpha,
-                                        m / max(m - 1, 1), y3)
-        return y3, k, d, inv_std
-
-    def _forward_numpy(self, xp, x3, use_batch, m):
-        if use_batch:
-            k, d, var, y3 = _stats(xp, x3)
-            if self.training and self.track_running_stats:
-                self._update_running(k, d, var, m)
-        else:
-            k = self.running_mean.astype(x3.dtype)
-            d = None  # x − running_mean directly
-            var = self.running_var.astype(np.float64)
-            y3 = None
-        inv_std = 1.0 / xp.sqrt(var + self.eps)  # float64, shape (C,)
-        scale = inv_std if not self.affine else self.weight.data * inv_std
-        y3 = _affine(xp, x3, k, d, scale, self.bias.data if self.affine else None, out=y3)
-        return y3, k, d, inv_std
-
-    def _output(self, role: str, x3, kern):
-        """A new output like ``x3``, in this layer's previous buffer for ``role`` if nothing
-        references it any more (3 references: this dict's, ``spare``'s, getrefcount's)."""
-        spare = self._spare.get(role)
-        if spare is not None and sys.getrefcount(spare) > 3:
-            spare = None
-        out, self._spare[role] = kern.empty_like(x3, spare)
-        return out
-
-    def _affine_params(self, xp):
-        """(γ, β), or ones and zeros without ``affine``."""
-        if self.affine:
-            params = self._parameters  # (not self.weight: Module.__getattr__ is slow)
-            return params["weight"].data, params["bias"].data
-        return xp.ones(self.num_features), xp.zeros(self.num_features)
-
-    def _param_dtype(self):
-        if self.affine:
-            return self._parameters["weight"].data.dtype
-        if self.track_running_stats:
-            return self._buffers["running_mean"].dtype
-        return np.dtype(np.float32)
-
-    def _next_alpha(self) -> float:
-        """Count the batch and return the running update's weight α (-1 outside training)."""
-        if not self.training:
-            return -1.0
-        self.num_batches_tracked = np.asarray(self.num_batches_tracked + 1, dtype=np.int64)
-        if self.momentum is None:
-            return 1.0 / float(self.num_batches_tracked)
-        return float(self.momentum)
-
-    def _update_running(self, k, d, var, m: int) -> None:
-        """running_mean ← (1 − α) running_mean + α (K + d); running_var likewise with the
-        unbiased variance var · m / (m − 1)."""
-        alpha = self._next_alpha()
-        rm, rv = self.running_mean, self.running_var
-        mean = k.astype(np.float64) + d
-        rm[...] = (1 - alpha) * rm + alpha * mean
-        rv[...] = (1 - alpha) * rv + alpha * (var * (m / (m - 1)))
-
-    # ----- backward --------------------------------------------------------------------------
-    def backward(self, dy):
-        x3, k, d, inv_std, use_batch, m, shape, in_dtype = self._saved()
-        if tuple(dy.shape) != tuple(shape):
-            raise ShapeError(f"{self.describe()}.backward: got dy of shape {dy.shape}, "
-                             f"expected {shape}")
-        self._cache = None  # backward consumes the cache (PyTorch frees saved tensors)
-        xp = namespace(dy)
-        dy3 = dy.astype(x3.dtype, copy=False).reshape(x3.shape)
-        kern = _kernels_for(xp, x3)
-        if kern is not None and not dy3.flags.c_contiguous:
-            dy3 = np.ascontiguousarray(dy3)
-        if kern is not None:
-            w, _ = self._affine_params(np)
-            dx3 = self._output("dx", x3, kern)
-            dbeta, dgamma = kern.bn_backward(x3, dy3, k, _ZEROS if d is None else d, inv_std,
-                                             w, m, use_batch, dx3)
-            self._accumulate(dbeta, dgamma)
-            return dx3.reshape(shape).astype(in_dtype, copy=False)
-        xc = _centered(xp, x3, k, d)
-        sdy, sdx = _chan_sum(xp, dy3), _chan_dot(xp, dy3, xc)
-        dgamma = sdx * inv_std  # Σ dy · x̂
-        self._accumulate(sdy, dgamma)
-        g = self.weight.data * inv_std if self.affine else inv_std  # float64
-        if use_batch:  # dx = g · (dy − Σdy/m − x̂ · Σ(dy·x̂)/m), x̂ = (x − μ) · inv_std
-            dx3 = xc
-            dx3 *= _col(-g * inv_std * dgamma / m, x3.dtype)
-            dx3 += _col(-g * sdy / m, x3.dtype)
-            dx3 += dy3 * _col(g, x3.dtype)
-        else:  # statistics are constants: dx = g · dy
-            dx3 = dy3 * _col(g, x3.dtype)
-        return dx3.reshape(shape).astype(in_dtype, copy=False)
-
-    def _accumulate(self, dbeta, dgamma) -> None:
-        if self.affine:
-            params = self._parameters
-            params["weight"].accumulate(dgamma)
-            params["bias"].accumulate(dbeta)
-
-
-# ----- the NumPy path (any array namespace); the Numba kernels compute the same formulas ------
-_NONE = np.zeros(0, dtype=np.float32)  # the kernels' stand-in for absent running statistics
-_ZEROS = np.zeros(0)  # ... and for d = 0 (statistics taken as constants: no shift to undo)
-_COMPUTE_DTYPES: dict = {}
-
-
-def _compute_dtype(x_dtype, param_dtype):
-    """``compute_dtype`` of the two dtypes' result type (memoized: it runs on every call)."""
-    key = (x_dtype, param_dtype)
-    cdt = _COMPUTE_DTYPES.get(key)
-    if cdt is None:
-        cdt = _COMPUTE_DTYPES[key] = compute_dtype(np.result_type(x_dtype, param_dtype))
-    return cdt
-
-
-def _kernels_for(xp, x3):
-    """The Numba kernel module when it applies to ``x3`` (NumPy, float32/64, C-contiguous)."""
-    if x3.dtype not in (np.float32, np.float64) or not x3.flags.c_contiguous:
-        return None
-    return kernels(xp, x3.size)
-
-
-def _col(v, dtype):
-    """A per-channel vector as a ``(1, C, 1)`` array of ``dtype`` (broadcasts over (N, C, L))."""
-    return v.astype(dtype, copy=False).reshape(1, -1, 1)
-
-
-def _chan_sum(xp, a):
-    """Σ over N and L of an (N, C, L) array, per channel, float64 (BLAS for the long axes)."""
-    n, c, length = a.shape
-    if length == 1:
-        return (xp.ones(n, dtype=a.dtype) @ a.reshape(n, c)).astype(np.float64)
-    rows = a @ xp.ones(length, dtype=a.dtype)  # (N, C): one GEMV over the contiguous rows
-    return rows.sum(axis=0, dtype=np.float64)
-
-
-def _chan_dot(xp, a, b):
-    """Σ over N and L of a·b per channel, float64, without an (N, C, L) temporary."""
-    if a.shape[2] == 1:
-        return xp.einsum("nc,nc->c", a[:, :, 0], b[:, :, 0]).astype(np.float64)
-    if hasattr(xp, "vecdot"):
-        rows = xp.vecdot(a, b)
-    else:  # pragma: no cover - namespaces without vecdot
-        rows = xp.einsum("ncl,ncl->nc", a, b)
-    return rows.sum(axis=0, dtype=np.float64)
-
-
-def _centered(xp, x3, k, d, out=None):
-    """``(x − K) − d``: x minus its mean, computed without rounding away a large offset."""
-    xc = xp.subtract(x3, _col(k, x3.dtype), out=out)
-    if d is not None:
-        xc -= _col(d, x3.dtype)
-    return xc
-
-
-def _stats(xp, x3):
-    """Shifted two-pass statistics: ``(K, d, var, x − mean)``, ``d = mean − K`` in float64.
-
-    ``K`` is each channel's first value: ``x − K`` is exact for a large common offset, so the
-    mean of the shifted data and then the squared deviations from it keep full precision.
-    """
-    m = x3.shape[0] * x3.shape[2]
-    k = x3[0, :, 0].copy()
-    xc = xp.subtract(x3, _col(k, x3.dtype))
-    d = _chan_sum(xp, xc) / m
-    xc -= _col(d, x3.dtype)
-    var = _chan_dot(xp, xc, xc) / m
-    return k, d, var, xc
-
-
-def _affine(xp, x3, k, d, scale, shift, out=None):
-    """``((x − K) − d) · scale + shift`` per channel (``out`` may already hold ``x − mean``)."""
-    y = _centered(xp, x3, k, d) if out is None else out
-    y *= _col(scale, x3.dtype)
-    if shift is not None:
-        y += _col(shift, x3.dtype)
-    return y
+__all__ = ["BatchNorm1d", "BatchNorm2d", "_BatchNorm"]
 
 
 class BatchNorm1d(_BatchNorm):
-    """Batch normalization over ``(N, C)`` or ``(N, C, L)`` inputs; see the module docstring.
+    """Batch normalization over ``(N, C)`` or ``(N, C, L)`` inputs, per channel, as in PyTorch.
+
+    Batch normalization works differently in training and in evaluation. Statistics are per
+    channel (axis 1), over that channel's m values in the batch: m = N, or N·L.
+
+    **In training** (after ``train()``, the default; and in every mode when
+    ``track_running_stats=False``) the layer normalizes with the current batch's statistics
+    (m > 1 is required):
+
+        μ  = (1/m) Σ x                  batch mean
+        σ² = (1/m) Σ (x − μ)²           biased batch variance (used to normalize)
+        x̂  = (x − μ) / √(σ² + ε)
+        y  = γ · x̂ + β
+
+    and, in training with ``track_running_stats=True``, updates its buffers:
+
+        running_mean ← (1 − momentum) · running_mean + momentum · μ
+        running_var  ← (1 − momentum) · running_var  + momentum · σ² · m/(m − 1)   (unbiased)
+        num_batches_tracked ← num_batches_tracked + 1
+
+    ``momentum`` is the weight of the *new* batch (PyTorch's convention; Keras's
+    ``momentum=0.99`` is ``momentum=0.01`` here). ``momentum=None`` uses 1/num_batches_tracked
+    instead: a cumulative moving average, every batch so far weighted equally.
+
+    **In evaluation** (after ``eval()``, with ``track_running_stats=True``) the layer is a
+    fixed per-channel affine map and leaves its buffers alone:
+
+        y = γ · (x − running_mean) / √(running_var + ε) + β
+
+    Backward, closed form (Σ over the channel's m values; dγ and dβ are added to
+    ``weight.grad`` and ``bias.grad``):
+
+        dβ = Σ dy,      dγ = Σ dy · x̂
+        dx = γ / √(σ² + ε) · (dy − dβ/m − x̂ · dγ/m)      (batch statistics: Σ dx = 0)
+        dx = γ · dy / √(running_var + ε)                  (eval: the statistics are constants)
+
+    Defaults as in PyTorch: ``eps=1e-5``, ``momentum=0.1``, γ = 1, β = 0, running_mean = 0,
+    running_var = 1. Numerics and implementation: see :mod:`gammabeta.nn.batchnorm`.
 
     Parameters
     ----------
     num_features : int
-        C, the number of channels (features).
+        C, the number of channels (features) on axis 1.
     eps : float, default 1e-5
-        Added to the variance before the square root.
+        ε > 0, added to the variance before the square root.
     momentum : float or None, default 0.1
-        Weight of the new batch in the running averages; ``None``: cumulative average.
+        Weight of the new batch in the running averages, in [0, 1]; ``None``: cumulative.
     affine : bool, default True
-        Learn γ (``weight``) and β (``bias``); without them γ = 1, β = 0 fixed.
+        Learn γ (``weight``) and β (``bias``); ``False``: γ = 1 and β = 0, fixed.
     track_running_stats : bool, default True
-        Keep ``running_mean``/``running_var`` for eval; ``False`` always uses batch statistics.
-    gamma_init, beta_init : initializer, default "ones", "zeros"
-        Any spec of :func:`gammabeta.init.get` (e.g. ``"uniform"``, ``0.5``, ``"dcgan"``).
+        Keep the running statistics and use them in evaluation; ``False``: no buffers, batch
+        statistics in every mode.
+    gamma_init : initializer, default "ones"
+        Initial γ: any spec of :func:`gammabeta.init.get` (``"uniform"``, ``0.5``, ``"dcgan"``).
+    beta_init : initializer, default "zeros"
+        Initial β, likewise.
     rng : numpy.random.Generator, optional
-        Used by random γ/β initializers.
+        Used by random γ/β initializers; ``None``: a new unseeded generator.
+    dtype : numpy dtype, default numpy.float32
+        Floating dtype of γ, β and the running statistics.
+
+    Attributes
+    ----------
+    weight : Parameter or None
+        γ, shape ``(C,)``; ``None`` when ``affine=False``.
+    bias : Parameter or None
+        β, shape ``(C,)``; ``None`` when ``affine=False``.
+    running_mean : numpy.ndarray or None
+        Buffer ``(C,)``, starts at 0; ``None`` when ``track_running_stats=False``.
+    running_var : numpy.ndarray or None
+        Buffer ``(C,)`` of unbiased variances, starts at 1; ``None`` likewise.
+    num_batches_tracked : numpy.ndarray or None
+        Buffer, a 0-d int64 count of training batches; ``None`` likewise.
+
+    Shape
+    -----
+    - Input: ``(N, C)`` or ``(N, C, L)``, floating point.
+    - Output: the input's shape and dtype.
+
+    References
+    ----------
+    - Ioffe & Szegedy (2015), "Batch Normalization: Accelerating Deep Network Training by
+      Reducing Internal Covariate Shift", ICML, arXiv:1502.03167.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import BatchNorm1d
+    >>> bn = BatchNorm1d(3)
+    >>> x = np.random.default_rng(0).normal(5.0, 2.0, size=(64, 3)).astype(np.float32)
+    >>> y = bn(x)  # training: the batch's statistics
+    >>> y.shape, bool(np.allclose(y.mean(0), 0, atol=1e-5)), bool(np.allclose(y.std(0), 1))
+    ((64, 3), True, True)
+    >>> bool(np.allclose(bn.running_mean, 0.9 * 0 + 0.1 * x.mean(0)))
+    True
+    >>> bool(np.allclose(bn.running_var, 0.9 * 1 + 0.1 * x.var(0, ddof=1)))  # unbiased
+    True
+    >>> dx = bn.backward(np.random.default_rng(1).standard_normal((64, 3)).astype(np.float32))
+    >>> bool(np.allclose(dx.sum(0), 0, atol=1e-4)), int(bn.num_batches_tracked)
+    (True, 1)
+    >>> bn.eval()(x[:2]).shape  # evaluation: the running statistics, any batch size
+    (2, 3)
     """
 
     _ndims = (2, 3)
@@ -390,9 +147,88 @@ class BatchNorm1d(_BatchNorm):
 
 
 class BatchNorm2d(_BatchNorm):
-    """Batch normalization over ``(N, C, H, W)``: per channel over batch and space.
+    """Batch normalization over ``(N, C, H, W)`` inputs, per channel, as in PyTorch.
 
-    Same parameters, formulas and defaults as :class:`BatchNorm1d`.
+    Statistics are per channel (axis 1) over batch and space: m = N·H·W values. **In
+    training** (and in every mode when ``track_running_stats=False``) the layer normalizes
+    with the batch's mean μ and biased variance σ² (m > 1 is required); in training with
+    ``track_running_stats=True`` it also updates its buffers, ``momentum`` weighing the *new*
+    batch (``momentum=None``: 1/num_batches_tracked, a cumulative average):
+
+        μ = (1/m) Σ x,   σ² = (1/m) Σ (x − μ)²,   x̂ = (x − μ) / √(σ² + ε),   y = γ · x̂ + β
+        running_mean ← (1 − momentum) · running_mean + momentum · μ
+        running_var  ← (1 − momentum) · running_var  + momentum · σ² · m/(m − 1)   (unbiased)
+        num_batches_tracked ← num_batches_tracked + 1
+
+    **In evaluation** (``eval()`` with ``track_running_stats=True``) a fixed affine map:
+
+        y = γ · (x − running_mean) / √(running_var + ε) + β
+
+    Backward, closed form (Σ over the channel's m values):
+
+        dβ = Σ dy,   dγ = Σ dy · x̂,   dx = γ / √(σ² + ε) · (dy − dβ/m − x̂ · dγ/m)
+        eval: dx = γ · dy / √(running_var + ε)
+
+    Defaults as in PyTorch: ``eps=1e-5``, ``momentum=0.1``, γ = 1, β = 0, running_mean = 0,
+    running_var = 1. Everything else as :class:`BatchNorm1d`.
+
+    Parameters
+    ----------
+    num_features : int
+        C, the number of channels on axis 1.
+    eps : float, default 1e-5
+        ε > 0, added to the variance before the square root.
+    momentum : float or None, default 0.1
+        Weight of the new batch in the running averages, in [0, 1]; ``None``: cumulative.
+    affine : bool, default True
+        Learn γ (``weight``) and β (``bias``); ``False``: γ = 1 and β = 0, fixed.
+    track_running_stats : bool, default True
+        Keep and use the running statistics; ``False``: batch statistics in every mode.
+    gamma_init : initializer, default "ones"
+        Initial γ: any spec of :func:`gammabeta.init.get`.
+    beta_init : initializer, default "zeros"
+        Initial β, likewise.
+    rng : numpy.random.Generator, optional
+        Used by random γ/β initializers; ``None``: a new unseeded generator.
+    dtype : numpy dtype, default numpy.float32
+        Floating dtype of γ, β and the running statistics.
+
+    Attributes
+    ----------
+    weight, bias : Parameter or None
+        γ and β, shape ``(C,)``; ``None`` when ``affine=False``.
+    running_mean, running_var : numpy.ndarray or None
+        Buffers ``(C,)`` (starting at 0 and 1); ``None`` when ``track_running_stats=False``.
+    num_batches_tracked : numpy.ndarray or None
+        Buffer, a 0-d int64 count of training batches; ``None`` likewise.
+
+    Shape
+    -----
+    - Input: ``(N, C, H, W)``, floating point.
+    - Output: the input's shape and dtype.
+
+    References
+    ----------
+    - Ioffe & Szegedy (2015), "Batch Normalization: Accelerating Deep Network Training by
+      Reducing Internal Covariate Shift", ICML, arXiv:1502.03167.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import BatchNorm2d
+    >>> rng = np.random.default_rng(0)
+    >>> bn = BatchNorm2d(4, momentum=None)  # a cumulative average of the batches
+    >>> a, b = (rng.standard_normal((8, 4, 5, 5)).astype(np.float32) for _ in range(2))
+    >>> bn(a).shape, bn(b).shape
+    ((8, 4, 5, 5), (8, 4, 5, 5))
+    >>> mean_ab = (a.mean(axis=(0, 2, 3)) + b.mean(axis=(0, 2, 3))) / 2
+    >>> bool(np.allclose(bn.running_mean, mean_ab, atol=1e-6)), int(bn.num_batches_tracked)
+    (True, 2)
+    >>> bn.eval()
+    BatchNorm2d(4, momentum=None)
+    >>> ref = (a - bn.running_mean[:, None, None]) / np.sqrt(bn.running_var[:, None, None] + 1e-5)
+    >>> bool(np.allclose(bn(a), ref, atol=1e-5))  # γ = 1, β = 0
+    True
     """
 
     _ndims = (4,)

@@ -248,27 +248,88 @@ def _pad(a, pt: int, pb: int, pl: int, pr: int, xp):
 
 
 class Conv1d(_ConvNd):
-    """1-D convolution over ``(N, C_in, L)`` (or unbatched ``(C_in, L)``) inputs.
+    """1-D convolution (PyTorch's cross-correlation) over ``(N, C_in, L)`` inputs.
+
+    With k, s, p, d = ``kernel_size``, ``stride``, ``padding``, ``dilation``, G = ``groups``,
+    xpad the zero-padded input, and output channel o in group g = ⌊o·G / C_out⌋ reading the
+    input channels g·C_in/G + c, c < C_in/G:
+
+        y[n, o, l]   = b[o] + Σ_c Σ_{j<k} W[o, c, j] · xpad[n, g·C_in/G + c, l·s + j·d]
+        db[o]        = Σ_{n,l} dy[n, o, l]
+        dW[o, c, j]  = Σ_{n,l} dy[n, o, l] · xpad[n, g·C_in/G + c, l·s + j·d]
+        dxpad[n, g·C_in/G + c, l·s + j·d] += Σ_{o in group g} W[o, c, j] · dy[n, o, l]
+        L_out = ⌊(L + 2p − d·(k − 1) − 1) / s⌋ + 1
+
+    and dx is dxpad without its padding (computed with one im2col copy and one GEMM per
+    group and pass: see the module docstring).
 
     Parameters
     ----------
-    in_channels, out_channels : int
-        Channels of the input and output; both divisible by ``groups``.
-    kernel_size, stride, dilation : int or tuple of 1 int
-        Window length, step and spacing of the taps (``stride`` and ``dilation`` default 1).
-    padding : int, tuple or {"same", "valid"}, default 0
-        Zeros added on both sides; ``"same"`` keeps the length (stride 1; an odd total puts the
-        extra zero on the right, as PyTorch does).
+    in_channels : int
+        C_in; divisible by ``groups``.
+    out_channels : int
+        C_out; divisible by ``groups``.
+    kernel_size : int or tuple of 1 int
+        Window length k.
+    stride : int or tuple of 1 int, default 1
+        Step s between output positions.
+    padding : int, tuple of 1 int or {"same", "valid"}, default 0
+        Zeros added on both sides; ``"same"`` keeps the length (stride 1; an odd total puts
+        the extra zero on the right, as PyTorch does), ``"valid"`` is 0.
+    dilation : int or tuple of 1 int, default 1
+        Spacing d between the kernel taps.
     groups : int, default 1
-        Split channels into independent groups (``groups = in_channels``: depthwise).
+        Split the channels into G independent groups (``groups = in_channels``: depthwise).
     bias : bool, default True
-        Learn a per-output-channel bias.
-    weight_init, bias_init : initializer, default "torch_default"
-        Any spec of :func:`gammabeta.init.get`; the default is U(±1/√fan_in) with
-        ``fan_in = in_channels/groups · kernel_size`` for both W and b.
+        Learn a per-output-channel bias b; ``False`` registers ``bias`` as ``None``.
+    weight_init : initializer, default "torch_default"
+        Any spec of :func:`gammabeta.init.get`; the default is PyTorch's U(±1/√fan_in),
+        ``fan_in = in_channels/groups · k``.
+    bias_init : initializer, default "torch_default"
+        As ``weight_init``, for b (same fan_in).
     rng : numpy.random.Generator, optional
-    dtype : default float32
-        dtype of W and b; float inputs of another dtype are cast to it.
+        Draws the random initial values; ``None``: a new unseeded generator.
+    dtype : numpy dtype, default numpy.float32
+        Floating dtype of W and b; float inputs of another dtype are cast to it.
+
+    Attributes
+    ----------
+    weight : Parameter
+        W, of shape ``(out_channels, in_channels/groups, k)``.
+    bias : Parameter or None
+        b, of shape ``(out_channels,)``; ``None`` when ``bias=False``.
+
+    Shape
+    -----
+    - Input: ``(N, C_in, L)`` or unbatched ``(C_in, L)``.
+    - Output: ``(N, C_out, L_out)`` or ``(C_out, L_out)``, L_out as above, in W's dtype.
+
+    References
+    ----------
+    - He, Zhang, Ren & Sun (2015), "Delving Deep into Rectifiers", arXiv:1502.01852 (the
+      Kaiming initializers behind ``torch_default``).
+    - Chellapilla, Puri & Simard (2006), "High Performance Convolutional Neural Networks for
+      Document Processing" (convolution as im2col + GEMM).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import Conv1d
+    >>> conv = Conv1d(2, 4, kernel_size=3, padding=1, rng=np.random.default_rng(0))
+    >>> conv
+    Conv1d(2, 4, kernel_size=(3,), stride=(1,), padding=(1,))
+    >>> x = np.random.default_rng(1).standard_normal((8, 2, 10)).astype(np.float32)
+    >>> y = conv(x)
+    >>> y.shape
+    (8, 4, 10)
+    >>> w, b, xpad = conv.weight.data, conv.bias.data, np.pad(x, ((0, 0), (0, 0), (1, 1)))
+    >>> bool(np.isclose(y[0, 1, 5], b[1] + np.sum(w[1] * xpad[0, :, 5:8]), atol=1e-5))
+    True
+    >>> dx = conv.backward(np.ones_like(y))
+    >>> dx.shape, conv.weight.grad.shape, conv.bias.grad.tolist()
+    ((8, 2, 10), (4, 2, 3), [80.0, 80.0, 80.0, 80.0])
+    >>> Conv1d(2, 4, 3, stride=2, rng=np.random.default_rng(2))(x).shape  # (10 - 3) // 2 + 1
+    (8, 4, 4)
     """
 
     _nd = 1
@@ -276,10 +337,80 @@ class Conv1d(_ConvNd):
 
 
 class Conv2d(_ConvNd):
-    """2-D convolution over ``(N, C_in, H, W)`` (or unbatched ``(C_in, H, W)``) inputs.
+    """2-D convolution (PyTorch's cross-correlation) over ``(N, C_in, H, W)`` inputs.
 
-    Same parameters as :class:`Conv1d`, with ``kernel_size``, ``stride``, ``padding`` and
-    ``dilation`` an int or a pair ``(h, w)``; weight shape ``(out, in/groups, kh, kw)``.
+    Per axis as :class:`Conv1d` (k = (kh, kw), s, p, d likewise pairs; groups the same),
+    with c' = g·C_in/G + c the input channel that tap c of output channel o reads and
+    (r, q) = (i·sh + a·dh, j·sw + e·dw) the input position of tap (a, e) of output (i, j):
+
+        y[n, o, i, j]  = b[o] + Σ_{c, a<kh, e<kw} W[o, c, a, e] · xpad[n, c', r, q]
+        db[o]          = Σ_{n,i,j} dy[n, o, i, j]
+        dW[o, c, a, e] = Σ_{n,i,j} dy[n, o, i, j] · xpad[n, c', r, q]
+        dxpad[n, c', r, q] += Σ_{o in group g} W[o, c, a, e] · dy[n, o, i, j]
+        H_out = ⌊(H + 2·ph − dh·(kh − 1) − 1) / sh⌋ + 1,   W_out likewise
+
+    Parameters
+    ----------
+    in_channels : int
+        C_in; divisible by ``groups``.
+    out_channels : int
+        C_out; divisible by ``groups``.
+    kernel_size : int or tuple of 2 int
+        Window (kh, kw); an int is used for both axes (as for stride, padding, dilation).
+    stride : int or tuple of 2 int, default 1
+        Step between output positions.
+    padding : int, tuple of 2 int or {"same", "valid"}, default 0
+        Zeros added on both sides of each axis; ``"same"`` keeps H and W (stride 1; an odd
+        total puts the extra zero at the bottom/right, as PyTorch does).
+    dilation : int or tuple of 2 int, default 1
+        Spacing between the kernel taps.
+    groups : int, default 1
+        Split the channels into G independent groups (``groups = in_channels``: depthwise).
+    bias : bool, default True
+        Learn a per-output-channel bias b; ``False`` registers ``bias`` as ``None``.
+    weight_init : initializer, default "torch_default"
+        Any spec of :func:`gammabeta.init.get`; the default is PyTorch's U(±1/√fan_in),
+        ``fan_in = in_channels/groups · kh · kw``.
+    bias_init : initializer, default "torch_default"
+        As ``weight_init``, for b (same fan_in).
+    rng : numpy.random.Generator, optional
+        Draws the random initial values; ``None``: a new unseeded generator.
+    dtype : numpy dtype, default numpy.float32
+        Floating dtype of W and b; float inputs of another dtype are cast to it.
+
+    Attributes
+    ----------
+    weight : Parameter
+        W, of shape ``(out_channels, in_channels/groups, kh, kw)``.
+    bias : Parameter or None
+        b, of shape ``(out_channels,)``; ``None`` when ``bias=False``.
+
+    Shape
+    -----
+    - Input: ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``.
+    - Output: ``(N, C_out, H_out, W_out)`` or ``(C_out, H_out, W_out)``, in W's dtype.
+
+    References
+    ----------
+    - He, Zhang, Ren & Sun (2015), "Delving Deep into Rectifiers", arXiv:1502.01852 (the
+      Kaiming initializers behind ``torch_default``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import Conv2d
+    >>> conv = Conv2d(4, 6, 3, padding="same", groups=2, rng=np.random.default_rng(0))
+    >>> conv
+    Conv2d(4, 6, kernel_size=(3, 3), stride=(1, 1), padding='same', groups=2)
+    >>> conv.weight.shape
+    (6, 2, 3, 3)
+    >>> x = np.random.default_rng(1).standard_normal((2, 4, 5, 7)).astype(np.float32)
+    >>> y = conv(x)
+    >>> y.shape, conv.backward(np.ones_like(y)).shape
+    ((2, 6, 5, 7), (2, 4, 5, 7))
+    >>> strided = Conv2d(4, 8, (3, 5), stride=2, padding=(1, 2), rng=np.random.default_rng(2))
+    >>> strided(x).shape  # ((5 + 2 - 3) // 2 + 1, (7 + 4 - 5) // 2 + 1)
+    (2, 8, 3, 4)
     """
 
     _nd = 2

@@ -11,7 +11,50 @@ from .module import Module, check_float_input, is_grad_enabled
 
 
 class Dropout(Module):
-    """Inverted dropout: in training y = x ⊙ m / (1 − p), m ~ Bernoulli(1 − p); identity in eval."""
+    """Inverted dropout: zero each element with probability ``p`` in training, scale the rest.
+
+    In training, with a fresh mask per call:
+
+        m  ~ Bernoulli(1 − p)  elementwise (drawn from ``rng``)
+        y  = x ⊙ m / (1 − p)                 so E[y] = x
+        dx = dy ⊙ m / (1 − p)
+
+    In evaluation (``eval()``) or with ``p = 0`` the layer is the identity (it returns its
+    input); ``p = 1`` gives zeros. Inside :func:`gammabeta.nn.mode.batch_shard` the mask is
+    drawn for the whole global batch and this process keeps its rows, so data-parallel
+    training reproduces the masks of a single process.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        Probability of zeroing an element, in [0, 1].
+    rng : numpy.random.Generator, optional
+        Draws the masks; ``None``: a new unseeded generator. Seed it for reproducible runs.
+
+    Shape
+    -----
+    - Input: any shape ``(*)``, floating point.
+    - Output: the input's shape and dtype.
+
+    References
+    ----------
+    - Srivastava, Hinton, Krizhevsky, Sutskever & Salakhutdinov (2014), "Dropout: A Simple
+      Way to Prevent Neural Networks from Overfitting", JMLR 15.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import Dropout
+    >>> drop = Dropout(p=0.5, rng=np.random.default_rng(0))
+    >>> x = np.ones((2, 4), dtype=np.float32)
+    >>> y = drop(x)
+    >>> sorted(set(y.ravel().tolist()))  # dropped: 0, kept: scaled by 1 / (1 - p)
+    [0.0, 2.0]
+    >>> bool(np.array_equal(drop.backward(np.ones_like(y)), y))  # dx = dy ⊙ m / (1 − p)
+    True
+    >>> drop.eval()(x) is x  # evaluation: the identity
+    True
+    """
 
     def __init__(self, p: float = 0.5, rng=None):
         super().__init__()
@@ -31,6 +74,8 @@ class Dropout(Module):
         if self.p == 1.0:
             self._cache = ("zero", None)
             return x * 0
+        if isinstance(self.rng, _args.Unseeded):
+            _args.warn_unseeded("Dropout")
         scale = x.dtype.type(1.0 / (1.0 - self.p))
         shard = current_shard()
         if shard is not None and shard[1] - shard[0] == len(x):  # my rows of the global mask
@@ -52,7 +97,35 @@ class Dropout(Module):
 
 
 class Flatten(Module):
-    """Merge dimensions ``start_dim`` … ``end_dim`` into one (PyTorch's defaults 1, −1)."""
+    """Merge the axes ``start_dim`` … ``end_dim`` (inclusive) into one.
+
+    Defaults as in PyTorch (1 and −1): ``(N, C, H, W)`` becomes ``(N, C·H·W)``, ready for a
+    :class:`Linear` layer. Backward reshapes ``dy`` back to the input's shape.
+
+    Parameters
+    ----------
+    start_dim : int, default 1
+        First axis to merge (negative counts from the end).
+    end_dim : int, default -1
+        Last axis to merge (inclusive).
+
+    Shape
+    -----
+    - Input: ``(*, S_start, …, S_end, *)``.
+    - Output: ``(*, S_start · … · S_end, *)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import Flatten
+    >>> x = np.zeros((2, 3, 4, 5), dtype=np.float32)
+    >>> Flatten()(x).shape
+    (2, 60)
+    >>> flat = Flatten(start_dim=2)
+    >>> y = flat(x)
+    >>> y.shape, flat.backward(y).shape
+    ((2, 3, 20), (2, 3, 4, 5))
+    """
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()
@@ -78,7 +151,24 @@ class Flatten(Module):
 
 
 class Identity(Module):
-    """Returns its input unchanged (a placeholder, e.g. for ``--norm none``)."""
+    """The identity: returns its input unchanged (a placeholder, e.g. for ``--norm none``).
+
+    ``y = x`` and ``dx = dy``. It takes no arguments and has no parameters.
+
+    Shape
+    -----
+    - Input: any shape ``(*)``.
+    - Output: the same array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import Identity
+    >>> x = np.arange(3.0)
+    >>> layer = Identity()
+    >>> layer(x) is x, layer.backward(x) is x
+    (True, True)
+    """
 
     def forward(self, x):
         return x
@@ -88,7 +178,32 @@ class Identity(Module):
 
 
 class Unflatten(Module):
-    """Split dimension ``dim`` into ``unflattened_size`` (e.g. (N, 40) → (N, 1, 40))."""
+    """Split axis ``dim`` into the axes ``unflattened_size`` (the inverse of :class:`Flatten`).
+
+    E.g. ``(N, 40)`` → ``(N, 1, 40)`` to feed a 1-D signal to :class:`Conv1d`. Backward
+    reshapes ``dy`` back to the input's shape.
+
+    Parameters
+    ----------
+    dim : int
+        The axis to split (negative counts from the end).
+    unflattened_size : tuple of int
+        The new axes; their product must equal the size of axis ``dim``.
+
+    Shape
+    -----
+    - Input: ``(*, S_dim, *)``.
+    - Output: ``(*, U_1, …, U_k, *)`` with ``U_1 · … · U_k = S_dim``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import Unflatten
+    >>> layer = Unflatten(1, (1, 40))
+    >>> y = layer(np.zeros((8, 40), dtype=np.float32))
+    >>> y.shape, layer.backward(y).shape
+    ((8, 1, 40), (8, 40))
+    """
 
     def __init__(self, dim: int, unflattened_size):
         super().__init__()

@@ -12,11 +12,70 @@ from .module import Module, Parameter, check_float_input, is_grad_enabled
 
 
 class Linear(Module):
-    """``y = x @ W.T + b``; backward ``dW = dyᵀ x``, ``db = Σ dy``, ``dx = dy W``.
+    """Fully connected layer: ``y = x Wᵀ + b``, with a closed-form backward.
 
-    Defaults follow PyTorch (``weight_init`` and ``bias_init`` = ``"torch_default"``,
-    U(±1/√in_features)); any name, callable or array accepted by :func:`gammabeta.init.get`.
-    Inputs of shape ``(*, in_features)``; a float input of another dtype is cast to W's dtype.
+    With ``x`` and ``dy`` seen as rows ``(M, in_features)`` and ``(M, out_features)`` (M the
+    product of the leading axes):
+
+        y  = x Wᵀ + b          W: (out_features, in_features),  b: (out_features,)
+        dW = dyᵀ x             added to weight.grad
+        db = Σ_rows dy         added to bias.grad
+        dx = dy W
+
+    Parameters
+    ----------
+    in_features : int
+        Size of each input sample (the last axis of ``x``).
+    out_features : int
+        Size of each output sample.
+    bias : bool, default True
+        Learn the additive bias b; ``False`` registers ``bias`` as ``None``.
+    weight_init : initializer, default "torch_default"
+        Any spec of :func:`gammabeta.init.get`: a registered name (``"kaiming_normal"``, ...),
+        a number, a callable or an array. The default is PyTorch's
+        U(−1/√in_features, 1/√in_features) (``kaiming_uniform`` with a = √5).
+    bias_init : initializer, default "torch_default"
+        As ``weight_init``, for b; the default is U(±1/√in_features) as well.
+    rng : numpy.random.Generator, optional
+        Draws the random initial values; ``None``: a new unseeded generator.
+    dtype : numpy dtype, default numpy.float32
+        Floating dtype of W and b; a float input of another dtype is cast to it.
+
+    Attributes
+    ----------
+    weight : Parameter
+        W, of shape ``(out_features, in_features)``.
+    bias : Parameter or None
+        b, of shape ``(out_features,)``; ``None`` when ``bias=False``.
+
+    Shape
+    -----
+    - Input: ``(*, in_features)``, any number of leading axes ``*``.
+    - Output: ``(*, out_features)``, in W's dtype; ``backward`` returns dx of the input's shape.
+
+    References
+    ----------
+    - He, Zhang, Ren & Sun (2015), "Delving Deep into Rectifiers", arXiv:1502.01852 (the
+      Kaiming initializers; ``torch_default`` is ``kaiming_uniform`` with a = √5).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import Linear
+    >>> layer = Linear(3, 2, rng=np.random.default_rng(0))
+    >>> layer
+    Linear(in_features=3, out_features=2, bias=True)
+    >>> x = np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32)
+    >>> y = layer(x)
+    >>> y.shape
+    (4, 2)
+    >>> bool(np.allclose(y, x @ layer.weight.data.T + layer.bias.data))
+    True
+    >>> dx = layer.backward(np.ones((4, 2), dtype=np.float32))
+    >>> dx.shape, layer.weight.grad.shape
+    ((4, 3), (2, 3))
+    >>> layer.bias.grad.tolist()
+    [4.0, 4.0]
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,

@@ -20,7 +20,34 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 
 def log_softmax(x, axis: int = -1):
-    """``x - logsumexp(x)`` along ``axis``, stable for large values (the max is subtracted)."""
+    """Log-softmax along ``axis``: ``x − log Σ exp(x)``, stable for large values.
+
+        log_softmax(x)_i = (x_i − max x) − log Σ_k exp(x_k − max x)
+
+    Subtracting the maximum first means no ``exp`` overflows. Computed in float32 or wider
+    (float64 stays float64); the result has the input's dtype.
+
+    Parameters
+    ----------
+    x : array_like
+        Floating-point values (an integer array raises :class:`gammabeta.errors.DTypeError`).
+    axis : int, default -1
+        The axis to normalize along.
+
+    Returns
+    -------
+    numpy.ndarray
+        The input's shape and dtype; ``exp`` of it sums to 1 along ``axis``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import log_softmax
+    >>> log_softmax(np.array([2.0, 1.0, 0.1])).round(4).tolist()
+    [-0.417, -1.417, -2.317]
+    >>> log_softmax(np.array([1000.0, 0.0])).tolist()  # no overflow
+    [0.0, -1000.0]
+    """
     x = np.asarray(x)
     if not is_floating(x.dtype):
         raise DTypeError(f"log_softmax: got dtype {x.dtype}, expected a floating-point array")
@@ -31,7 +58,37 @@ def log_softmax(x, axis: int = -1):
 
 
 def softmax(x, axis: int = -1):
-    """``exp(x) / sum(exp(x))`` along ``axis``, stable for large values."""
+    """Softmax along ``axis``: ``exp(x) / Σ exp(x)``, stable for large values.
+
+        softmax(x)_i = exp(x_i − max x) / Σ_k exp(x_k − max x)
+
+    Subtracting the maximum first means no ``exp`` overflows. Computed in float32 or wider;
+    the result has the input's dtype.
+
+    Parameters
+    ----------
+    x : array_like
+        Floating-point values (an integer array raises :class:`gammabeta.errors.DTypeError`).
+    axis : int, default -1
+        The axis to normalize along.
+
+    Returns
+    -------
+    numpy.ndarray
+        Probabilities of the input's shape and dtype, summing to 1 along ``axis``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import softmax
+    >>> p = softmax(np.array([[2.0, 1.0, 0.1], [0.5, 2.5, -1.0]]))
+    >>> p.round(4).tolist()
+    [[0.659, 0.2424, 0.0986], [0.1161, 0.858, 0.0259]]
+    >>> p.sum(axis=1).round(6).tolist()
+    [1.0, 1.0]
+    >>> softmax(np.array([1000.0, 1000.0])).tolist()  # no overflow
+    [0.5, 0.5]
+    """
     x = np.asarray(x)
     if not is_floating(x.dtype):
         raise DTypeError(f"softmax: got dtype {x.dtype}, expected a floating-point array")
@@ -100,36 +157,62 @@ class _Loss:
 class CrossEntropyLoss(_Loss):
     r"""Softmax cross-entropy on logits, as ``torch.nn.CrossEntropyLoss``.
 
-    With :math:`\log p_{ic} = z_{ic} - \max_k z_{ik} - \log\sum_k e^{z_{ik} - \max_k
-    z_{ik}}` (stable for logits of any size), each sample's loss is
-    :math:`\ell_i = -\sum_c a_{ic} \log p_{ic}` where, for smoothing :math:`\varepsilon`:
+    Not a :class:`Module`: ``loss(input, target)`` returns the loss and keeps a cache, and
+    ``loss.backward(grad=1.0)`` returns d loss / d input (the input's shape and dtype).
+    With the stable log-probabilities ``log p_ic = log_softmax(z_i)_c``, label smoothing ε,
+    C classes and class weights w (w = 1 without ``weight``), sample i's loss is:
 
-    - class-index targets :math:`y_i`: :math:`a_{ic} = (1-\varepsilon) w_{y_i}[c = y_i] +
-      \varepsilon w_c / C` (samples with ``target == ignore_index`` get :math:`a_i = 0`);
-      ``"mean"`` divides by :math:`\sum_i w_{y_i}` over non-ignored samples (by their count
-      without ``weight``);
-    - class-probability targets :math:`t_{ic}`: :math:`a_{ic} = w_c((1-\varepsilon)t_{ic} +
-      \varepsilon/C)`; ``"mean"`` divides by the number of samples;
+        ℓ_i = −Σ_c a_ic · log p_ic
+        class indices y_i:      a_ic = (1 − ε) · w_{y_i} · [c = y_i] + ε · w_c / C
+                                (a_i = 0 where y_i == ignore_index)
+        class probabilities t:  a_ic = w_c · ((1 − ε) · t_ic + ε / C)
 
-    with :math:`w = 1` when ``weight`` is ``None``. The gradient is
+    ``"mean"`` divides Σ_i ℓ_i by Σ w_{y_i} over the non-ignored samples (their count
+    without ``weight``; NaN when all are ignored, as in PyTorch), or, for probability
+    targets, by the number of samples (N·d1·…). The gradient (closed form):
 
-    .. math:: \partial \ell_i / \partial z_{ic} = p_{ic} \textstyle\sum_k a_{ik} - a_{ic},
+        ∂ℓ_i / ∂z_ic = p_ic · Σ_k a_ik − a_ic
 
-    which without weights is ``softmax(z) - onehot_smoothed``, and for ``"mean"`` the
-    familiar :math:`(\mathrm{softmax}(z) - \mathrm{onehot\_smoothed}) / N`.
+    which without weights is ``softmax(z) − onehot_smoothed``; for ``"mean"`` divided by the
+    same denominator as the loss, and times the upstream ``grad``.
 
     Parameters
     ----------
     reduction : {"mean", "sum", "none"}, default "mean"
-    label_smoothing : float in [0, 1], default 0.0
-    weight : array of shape (C,), optional (keyword-only)
-        Per-class rescaling.
-    ignore_index : int, default -100 (keyword-only)
-        Class-index targets equal to it contribute neither loss nor gradient.
+        ``"none"`` returns the per-sample losses; ``"mean"`` and ``"sum"`` a Python float.
+    label_smoothing : float, default 0.0
+        ε in [0, 1].
+    weight : array_like of shape (C,), optional
+        Per-class rescaling w (keyword-only).
+    ignore_index : int, default -100
+        Class-index targets equal to it contribute neither loss nor gradient
+        (keyword-only).
 
-    Inputs are logits of shape (N, C) or (N, C, d1, ...), floating point; targets are
-    integer class indices of shape (N,) / (N, d1, ...) or class probabilities of the
-    input's shape.
+    Shape
+    -----
+    - Input: logits ``(N, C)`` or ``(N, C, d1, …)``, floating point and finite.
+    - Target: integer class indices ``(N,)`` / ``(N, d1, …)``, or class probabilities of
+      the input's shape (floating point).
+    - Output: a float, or ``(N,)`` / ``(N, d1, …)`` for ``reduction="none"``; ``backward``
+      returns the input's shape and dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import CrossEntropyLoss, softmax
+    >>> z = np.array([[2.0, 1.0, 0.1], [0.5, 2.5, -1.0]])
+    >>> target = np.array([0, 1])
+    >>> loss = CrossEntropyLoss()
+    >>> round(loss(z, target), 4)
+    0.2851
+    >>> dz = loss.backward()
+    >>> bool(np.allclose(dz, (softmax(z) - np.eye(3)[target]) / 2))
+    True
+    >>> smooth = CrossEntropyLoss(label_smoothing=0.1, weight=[1.0, 2.0, 1.0], ignore_index=-1)
+    >>> round(smooth(z, np.array([0, -1])), 4)  # the second sample is ignored
+    0.5609
+    >>> CrossEntropyLoss(reduction="none")(z, target).round(4).tolist()
+    [0.417, 0.1532]
     """
 
     def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0, *,
@@ -247,11 +330,40 @@ class CrossEntropyLoss(_Loss):
 class MSELoss(_Loss):
     r"""Mean squared error, as ``torch.nn.MSELoss``.
 
-    :math:`\ell_i = (x_i - y_i)^2` elementwise; ``"mean"`` averages over all elements,
-    ``"sum"`` adds them, ``"none"`` returns them. The gradient is
-    :math:`2 (x - y) / n` for ``"mean"`` (:math:`n` = number of elements), :math:`2 (x - y)`
-    otherwise, times the upstream ``grad``. Input and target must have the same shape (no
-    silent broadcasting, unlike PyTorch which only warns).
+    Not a :class:`Module`: ``loss(input, target)`` returns the loss and keeps a cache, and
+    ``loss.backward(grad=1.0)`` returns d loss / d input. Elementwise, over n elements:
+
+        ℓ_i = (x_i − y_i)²
+        "mean": Σ ℓ_i / n      d/dx = 2 (x − y) / n
+        "sum":  Σ ℓ_i          d/dx = 2 (x − y)
+        "none": ℓ              d/dx = 2 (x − y)
+
+    times the upstream ``grad``. Input and target must have the same shape (no silent
+    broadcasting, unlike PyTorch, which only warns).
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum", "none"}, default "mean"
+        ``"none"`` returns the elementwise squared errors; the others a Python float.
+
+    Shape
+    -----
+    - Input: any shape ``(*)``, floating point and finite.
+    - Target: the input's shape (integer or floating point).
+    - Output: a float, or ``(*)`` for ``reduction="none"``; ``backward`` returns ``(*)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import MSELoss
+    >>> x, y = np.array([1.0, 2.0, 3.0]), np.array([1.5, 2.0, 1.0])
+    >>> loss = MSELoss()
+    >>> round(loss(x, y), 4)  # (0.25 + 0 + 4) / 3
+    1.4167
+    >>> loss.backward().round(4).tolist()  # 2 (x − y) / 3
+    [-0.3333, 0.0, 1.3333]
+    >>> MSELoss(reduction="none")(x, y).tolist()
+    [0.25, 0.0, 4.0]
     """
 
     def forward(self, input, target):

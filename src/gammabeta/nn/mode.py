@@ -19,7 +19,29 @@ _ANOMALY = False
 
 @contextlib.contextmanager
 def no_grad():
-    """Within this block layers keep no cache for backward (inference: less memory, faster)."""
+    """Context manager: inside it layers keep no cache for backward (inference mode).
+
+    Forward passes compute the same outputs but store nothing for ``backward`` (less memory,
+    faster); ``backward`` after such a forward raises ``RuntimeError`` in every layer that
+    needs a cache (Linear, Conv, BatchNorm, activations, pooling). The previous mode
+    comes back on exit (blocks nest). Like ``torch.no_grad``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import Linear, is_grad_enabled, no_grad
+    >>> layer = Linear(3, 2, rng=np.random.default_rng(0))
+    >>> with no_grad():
+    ...     y = layer(np.ones((4, 3), dtype=np.float32))
+    ...     print(is_grad_enabled())
+    False
+    >>> is_grad_enabled(), y.shape
+    (True, (4, 2))
+    >>> layer.backward(np.ones_like(y))
+    Traceback (most recent call last):
+        ...
+    RuntimeError: Linear(...).backward: no cached forward pass; call forward (outside no_grad()) ...
+    """
     global _GRAD_ENABLED
     prev, _GRAD_ENABLED = _GRAD_ENABLED, False
     try:
@@ -29,7 +51,21 @@ def no_grad():
 
 
 def is_grad_enabled() -> bool:
-    """True unless inside :func:`no_grad`."""
+    """``True`` unless inside :func:`no_grad` (then layers keep no cache for backward).
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> from gammabeta.nn import is_grad_enabled, no_grad
+    >>> is_grad_enabled()
+    True
+    >>> with no_grad():
+    ...     print(is_grad_enabled())
+    False
+    """
     return _GRAD_ENABLED
 
 
@@ -59,19 +95,74 @@ def current_shard() -> tuple[int, int, int] | None:
 
 
 def set_detect_anomaly(mode: bool) -> None:
-    """Check every layer's input and output for NaN/inf and raise :class:`NonFiniteError`."""
+    """Turn the non-finite checks on or off for every layer call (off by default).
+
+    While on, calling a :class:`Module` checks its input and its output and raises
+    :class:`gammabeta.errors.NonFiniteError` naming the layer and the first NaN/inf index.
+    It costs a pass over each array. :func:`detect_anomaly` is the scoped form.
+
+    Parameters
+    ----------
+    mode : bool
+        ``True`` to check, ``False`` to stop checking.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import ReLU, is_anomaly_enabled, set_detect_anomaly
+    >>> set_detect_anomaly(True)
+    >>> try:
+    ...     ReLU()(np.array([1.0, np.nan]))
+    ... finally:
+    ...     set_detect_anomaly(False)
+    Traceback (most recent call last):
+        ...
+    gammabeta.errors.NonFiniteError: ReLU(): non-finite input at index (1,) (value nan); ...
+    >>> is_anomaly_enabled()
+    False
+    """
     global _ANOMALY
     _ANOMALY = bool(mode)
 
 
 def is_anomaly_enabled() -> bool:
-    """True while non-finite checking is on."""
+    """``True`` while the non-finite checks of :func:`set_detect_anomaly` are on.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> from gammabeta.nn import detect_anomaly, is_anomaly_enabled
+    >>> is_anomaly_enabled()
+    False
+    >>> with detect_anomaly():
+    ...     print(is_anomaly_enabled())
+    True
+    """
     return _ANOMALY
 
 
 @contextlib.contextmanager
 def detect_anomaly():
-    """Context manager: non-finite checks on (like ``torch.autograd.detect_anomaly``)."""
+    """Context manager: non-finite checks on inside it (like ``torch.autograd.detect_anomaly``).
+
+    Within the block every layer call checks its input and output for NaN/inf (see
+    :func:`set_detect_anomaly`); the previous setting comes back on exit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import Sigmoid, detect_anomaly, is_anomaly_enabled
+    >>> with detect_anomaly():
+    ...     Sigmoid()(np.array([0.0, np.inf]))
+    Traceback (most recent call last):
+        ...
+    gammabeta.errors.NonFiniteError: Sigmoid(): non-finite input at index (1,) (value inf); ...
+    >>> is_anomaly_enabled()
+    False
+    """
     prev = _ANOMALY
     set_detect_anomaly(True)
     try:

@@ -39,7 +39,40 @@ __all__ = [
 ]
 
 class Parameter:
-    """A trainable array: ``.data`` holds the values, ``.grad`` the accumulated gradient."""
+    """A trainable array: ``data`` holds the values, ``grad`` the accumulated gradient.
+
+    A layer's backward adds ∂L/∂θ with :meth:`accumulate` (``grad ← grad + g``; allocated in
+    ``data``'s dtype on first use; ignored for a frozen parameter); an optimizer updates
+    ``data`` in place from ``grad``; :meth:`Module.zero_grad` resets ``grad`` to ``None``.
+    Assigning a Parameter to a :class:`Module` attribute registers it.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        The values (kept as given, not copied).
+    requires_grad : bool, default True
+        ``False`` freezes the parameter: :meth:`accumulate` ignores its gradients.
+
+    Attributes
+    ----------
+    grad : numpy.ndarray or None
+        The accumulated gradient (``data``'s shape and dtype); ``None`` before a backward.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import Parameter
+    >>> p = Parameter(np.zeros((2, 3), dtype=np.float32))
+    >>> p, p.size, p.grad is None
+    (Parameter(shape=(2, 3), dtype=float32), 6, True)
+    >>> for _ in range(2):
+    ...     p.accumulate(np.ones((2, 3)))
+    >>> p.grad.tolist(), p.grad.dtype
+    ([[2.0, 2.0, 2.0], [2.0, 2.0, 2.0]], dtype('float32'))
+    >>> frozen = Parameter(np.zeros(2), requires_grad=False)
+    >>> frozen.accumulate(np.ones(2)) or frozen.grad is None
+    True
+    """
 
     __slots__ = ("data", "grad", "requires_grad")
 
@@ -74,7 +107,53 @@ class Parameter:
 
 
 class Module:
-    """Base class: registers parameters, buffers and submodules by attribute assignment."""
+    """Base class of every layer: parameters, buffers and submodules registered by assignment.
+
+    A subclass calls ``super().__init__()`` and implements the two passes of y = f(x; θ),
+    with dy = ∂L/∂y for a scalar loss L:
+
+        forward(x)   → y = f(x; θ)            keeping what backward needs
+        backward(dy) → dx = (∂f/∂x)ᵀ dy,      θ.grad += (∂f/∂θ)ᵀ dy for every parameter θ
+
+    Gradients *accumulate* (call :meth:`zero_grad` between steps). Assigning a
+    :class:`Parameter` registers a trainable parameter and assigning a Module a child, under
+    PyTorch's dotted state-dict keys (``"0.weight"``); :meth:`register_buffer` adds state
+    that is saved but not trained (running statistics). Calling the module runs ``forward``
+    plus the anomaly checks and forward hooks; ``train()`` / ``eval()`` set ``training`` on
+    the whole tree.
+
+    Attributes
+    ----------
+    training : bool
+        ``True`` after construction and ``train()``, ``False`` after ``eval()``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import Module, Parameter
+    >>> class Scale(Module):
+    ...     '''y = x ⊙ g per feature; backward dg = Σ_rows dy ⊙ x, dx = dy ⊙ g.'''
+    ...     def __init__(self, n):
+    ...         super().__init__()
+    ...         self.gain = Parameter(np.ones(n, dtype=np.float32))
+    ...         self.register_buffer("calls", np.array(0))
+    ...     def forward(self, x):
+    ...         self.calls += 1
+    ...         self._cache = x
+    ...         return x * self.gain.data
+    ...     def backward(self, dy):
+    ...         x = self._saved()
+    ...         self.gain.accumulate((dy * x).sum(axis=0))
+    ...         return dy * self.gain.data
+    >>> layer = Scale(3)
+    >>> list(layer.state_dict()), [name for name, _ in layer.named_parameters()]
+    (['gain', 'calls'], ['gain'])
+    >>> y = layer(np.full((2, 3), 2.0, dtype=np.float32))
+    >>> layer.backward(np.ones_like(y)).shape, layer.gain.grad.tolist(), int(layer.calls)
+    ((2, 3), [4.0, 4.0, 4.0], 1)
+    >>> layer.eval().training
+    False
+    """
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -364,7 +443,38 @@ class _HookHandle:
 
 
 class Sequential(Module):
-    """Layers applied in order; backward runs them in reverse."""
+    """A chain of layers: ``y = f_k(…f_2(f_1(x)))``; backward runs them in reverse.
+
+        forward:   x_0 = x,   x_i = f_i(x_(i−1)),   y = x_k
+        backward:  g_k = dy,  g_(i−1) = f_i.backward(g_i),   dx = g_0
+
+    The layers are children named ``"0"``, ``"1"``, … (PyTorch's state-dict keys
+    ``"0.weight"``). ``seq[i]`` is a layer, ``seq[i:j]`` a new Sequential sharing the layers,
+    ``len(seq)`` the count; :meth:`append` adds a layer.
+
+    Parameters
+    ----------
+    *modules : Module
+        The layers, in order.
+
+    Shape
+    -----
+    - Input: what the first layer accepts.
+    - Output: what the last layer returns (the input itself when empty).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import Linear, ReLU, Sequential
+    >>> rng = np.random.default_rng(0)
+    >>> model = Sequential(Linear(4, 8, rng=rng), ReLU(), Linear(8, 2, rng=rng))
+    >>> len(model), model.num_parameters(), list(model.state_dict())
+    (3, 58, ['0.weight', '0.bias', '2.weight', '2.bias'])
+    >>> x = rng.standard_normal((5, 4)).astype(np.float32)
+    >>> y = model(x)
+    >>> y.shape, model.backward(np.ones_like(y)).shape, model[2].weight.grad.shape
+    ((5, 2), (5, 4), (2, 8))
+    """
 
     def __init__(self, *modules: Module):
         super().__init__()

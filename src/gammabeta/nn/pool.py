@@ -260,40 +260,208 @@ class _AdaptiveAvgPool(Module):
 
 
 class MaxPool1d(_MaxPool):
-    """Max over windows of ``kernel_size`` along L; ``stride`` defaults to ``kernel_size``.
+    """1-D max pooling over the last axis, as ``torch.nn.MaxPool1d`` (no dilation or ceil_mode).
 
-    ``padding`` (at most half the kernel) pads with −∞; the gradient goes to the first maximum.
+    With k, s, p = ``kernel_size``, ``stride``, ``padding`` and the input padded with −∞:
+
+        y[..., o] = max_{j < k} xpad[..., o·s + j],      L_out = ⌊(L + 2p − k) / s⌋ + 1
+        dx: dy[..., o] goes to the first maximum of window o (ties: the first; NaN wins)
+
+    Parameters
+    ----------
+    kernel_size : int or tuple of 1 int
+        Window length k.
+    stride : int or tuple of 1 int, optional
+        Step s between windows; ``None`` (the default) means ``kernel_size``.
+    padding : int or tuple of 1 int, default 0
+        −∞ added on both sides; at most half the kernel.
+
+    Shape
+    -----
+    - Input: ``(N, C, L)`` or unbatched ``(C, L)``.
+    - Output: ``(N, C, L_out)`` or ``(C, L_out)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import MaxPool1d
+    >>> pool = MaxPool1d(2)
+    >>> y = pool(np.array([[[1.0, 3.0, 2.0, 2.0, 5.0, 0.0]]]))
+    >>> y.tolist(), pool.backward(np.ones_like(y)).tolist()  # the tie 2, 2: the first
+    ([[[3.0, 2.0, 5.0]]], [[[0.0, 1.0, 1.0, 0.0, 1.0, 0.0]]])
     """
 
     _nd = 1
 
 
 class MaxPool2d(_MaxPool):
-    """Max over ``kernel_size`` windows of (H, W); ints or pairs; see :class:`MaxPool1d`."""
+    """2-D max pooling over the last two axes, as ``torch.nn.MaxPool2d`` (no dilation or ceil_mode).
+
+    Per axis as :class:`MaxPool1d` (k, s, p per axis, −∞ padding):
+
+        y[..., i, j] = max_{a < kh, b < kw} xpad[..., i·sh + a, j·sw + b]
+        H_out = ⌊(H + 2·ph − kh) / sh⌋ + 1,  W_out likewise;  dx: dy to each window's first max
+
+    Parameters
+    ----------
+    kernel_size : int or tuple of 2 int
+        Window (kh, kw); an int is used for both axes (as for ``stride`` and ``padding``).
+    stride : int or tuple of 2 int, optional
+        Step between windows; ``None`` (the default) means ``kernel_size``.
+    padding : int or tuple of 2 int, default 0
+        −∞ added on both sides of each axis; at most half the kernel.
+
+    Shape
+    -----
+    - Input: ``(N, C, H, W)`` or unbatched ``(C, H, W)``.
+    - Output: ``(N, C, H_out, W_out)`` or ``(C, H_out, W_out)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import MaxPool2d
+    >>> pool = MaxPool2d(2)
+    >>> y = pool(np.arange(16.0).reshape(1, 1, 4, 4))
+    >>> y.tolist(), pool.backward(np.ones_like(y))[0, 0, 1].tolist()
+    ([[[[5.0, 7.0], [13.0, 15.0]]]], [0.0, 1.0, 0.0, 1.0])
+    """
 
     _nd = 2
 
 
 class AvgPool1d(_AvgPool):
-    """Mean over windows along L; zero padding counts in the mean unless ``count_include_pad``
-    is False (then the divisor is the number of real elements in the window)."""
+    """1-D average pooling over the last axis, as ``torch.nn.AvgPool1d`` (no ceil_mode).
+
+    With k, s, p = ``kernel_size``, ``stride``, ``padding`` and the input zero-padded:
+
+        y[..., o] = (1/D_o) Σ_{j < k} xpad[..., o·s + j],      L_out = ⌊(L + 2p − k) / s⌋ + 1
+        dx[..., i] = Σ over the windows o that read x[..., i] of dy[..., o] / D_o
+        D_o = k if count_include_pad, else the number of real (non-padding) inputs of window o
+
+    Parameters
+    ----------
+    kernel_size : int or tuple of 1 int
+        Window length k.
+    stride : int or tuple of 1 int, optional
+        Step s between windows; ``None`` (the default) means ``kernel_size``.
+    padding : int or tuple of 1 int, default 0
+        Zeros added on both sides; at most half the kernel.
+    count_include_pad : bool, default True
+        Whether the padding zeros count in the divisor D_o.
+
+    Shape
+    -----
+    - Input: ``(N, C, L)`` or unbatched ``(C, L)``.
+    - Output: ``(N, C, L_out)`` or ``(C, L_out)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import AvgPool1d
+    >>> x = np.array([[[1.0, 3.0, 2.0, 2.0, 5.0, 0.0]]])
+    >>> pool = AvgPool1d(3, stride=1, padding=1)
+    >>> y = pool(x)
+    >>> y.round(4).tolist(), pool.backward(np.ones_like(y)).round(4).tolist()
+    ([[[1.3333, 2.0, 2.3333, 3.0, 2.3333, 1.6667]]], [[[0.6667, 1.0, 1.0, 1.0, 1.0, 0.6667]]])
+    >>> AvgPool1d(3, 1, 1, count_include_pad=False)(x).round(4).tolist()
+    [[[2.0, 2.0, 2.3333, 3.0, 2.3333, 2.5]]]
+    """
 
     _nd = 1
 
 
 class AvgPool2d(_AvgPool):
-    """Mean over ``kernel_size`` windows of (H, W); see :class:`AvgPool1d`."""
+    """2-D average pooling over the last two axes, as ``torch.nn.AvgPool2d`` (no ceil_mode).
+
+    Per axis as :class:`AvgPool1d` (zero padding):
+
+        y[..., i, j] = (1/D_ij) Σ_{a < kh, b < kw} xpad[..., i·sh + a, j·sw + b]
+        dx: dy[..., i, j] / D_ij added to every real input of window (i, j)
+        D_ij = kh·kw if count_include_pad, else the number of real inputs in the window
+
+    Parameters
+    ----------
+    kernel_size : int or tuple of 2 int
+        Window (kh, kw); an int is used for both axes (as for ``stride`` and ``padding``).
+    stride : int or tuple of 2 int, optional
+        Step between windows; ``None`` (the default) means ``kernel_size``.
+    padding : int or tuple of 2 int, default 0
+        Zeros added on both sides of each axis; at most half the kernel.
+    count_include_pad : bool, default True
+        Whether the padding zeros count in the divisor D_ij.
+
+    Shape
+    -----
+    - Input: ``(N, C, H, W)`` or unbatched ``(C, H, W)``.
+    - Output: ``(N, C, H_out, W_out)`` or ``(C, H_out, W_out)``, sizes as :class:`MaxPool2d`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import AvgPool2d
+    >>> pool = AvgPool2d(2)
+    >>> y = pool(np.arange(16.0).reshape(1, 1, 4, 4))
+    >>> y.tolist(), float(pool.backward(np.ones_like(y))[0, 0, 0, 0])
+    ([[[[2.5, 4.5], [10.5, 12.5]]]], 0.25)
+    """
 
     _nd = 2
 
 
 class AdaptiveAvgPool1d(_AdaptiveAvgPool):
-    """Average to a fixed length ``output_size`` (1: global average pooling)."""
+    """Average the last axis down to a fixed length ``output_size`` (1: global average pooling).
+
+    Output o averages the window ``[⌊o·L/L_out⌋, ⌈(o+1)·L/L_out⌉)`` (PyTorch's windows). With
+    A of shape (L_out, L) holding 1/|window o| on row o: ``y = x Aᵀ`` and ``dx = dy A``.
+
+    Parameters
+    ----------
+    output_size : int or None
+        L_out; ``None`` keeps the input length.
+
+    Shape
+    -----
+    - Input: ``(N, C, L)`` or unbatched ``(C, L)``.
+    - Output: ``(N, C, L_out)`` or ``(C, L_out)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import AdaptiveAvgPool1d
+    >>> x = np.arange(6.0).reshape(1, 1, 6)
+    >>> AdaptiveAvgPool1d(4)(x).tolist()  # windows [0, 2), [1, 3), [3, 5), [4, 6)
+    [[[0.5, 1.5, 3.5, 4.5]]]
+    """
 
     _nd = 1
 
 
 class AdaptiveAvgPool2d(_AdaptiveAvgPool):
-    """Average to a fixed ``output_size`` (int, pair, None keeps that axis; 1: global pooling)."""
+    """Average the last two axes down to a fixed ``output_size`` (1: global average pooling).
+
+    Each axis as :class:`AdaptiveAvgPool1d`, with A_h (H_out, H) and A_w (W_out, W):
+    ``y = A_h · x · A_wᵀ`` and ``dx = A_hᵀ · dy · A_w`` per sample and channel.
+
+    Parameters
+    ----------
+    output_size : int, None or tuple of 2 (int or None)
+        (H_out, W_out); an int is used for both, ``None`` keeps that axis's input size.
+
+    Shape
+    -----
+    - Input: ``(N, C, H, W)`` or unbatched ``(C, H, W)``.
+    - Output: ``(N, C, H_out, W_out)`` or ``(C, H_out, W_out)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gammabeta.nn import AdaptiveAvgPool2d
+    >>> gap = AdaptiveAvgPool2d(1)
+    >>> y = gap(np.arange(16.0).reshape(1, 1, 4, 4))
+    >>> y.tolist(), float(gap.backward(np.ones_like(y))[0, 0, 2, 3])  # dx = 1 / (H·W)
+    ([[[[7.5]]]], 0.0625)
+    >>> AdaptiveAvgPool2d((2, None))(np.zeros((3, 4, 5))).shape
+    (3, 2, 5)
+    """
 
     _nd = 2

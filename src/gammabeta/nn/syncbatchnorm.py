@@ -20,9 +20,10 @@ _COMM_METHODS = ("Get_size", "Get_rank", "Allgather", "Allreduce")
 
 
 class SyncBatchNorm(_BatchNorm):
-    r"""Batch normalization over ``(N, C)``, ``(N, C, L)`` or ``(N, C, H, W)`` inputs, with the
-    batch statistics of the batch concatenated over every rank of ``comm``.
+    r"""Batch normalization whose batch statistics are exact over all ranks of a communicator.
 
+    Inputs are ``(N, C)``, ``(N, C, L)`` or ``(N, C, H, W)``; the statistics are those of the
+    batch concatenated over every rank of ``comm``.
     Each rank holds a share of the global batch (shares may differ, one may be empty). The
     layer computes exactly what :class:`BatchNorm1d`/:class:`BatchNorm2d` computes on the
     concatenated batch, on every rank, with the same running statistics everywhere.
@@ -31,7 +32,7 @@ class SyncBatchNorm(_BatchNorm):
     computes in float64 (shifted two-pass) its count ``n_r`` (N·L or N·H·W), mean ``μ_r`` and
     ``M2_r = Σ (x − μ_r)²``; one ``Allgather`` of a small float64 array gives every rank all of
     them, and every rank merges them in rank order, skipping ranks with ``n_r = 0``, by the
-    pairwise formula of Chan, Golub & LeVeque (1979)::
+    pairwise formula of Chan, Golub & LeVeque (1979):
 
         n = n_a + n_b,   δ = μ_b − μ_a,   μ = μ_a + δ·n_b/n,   M2 = M2_a + M2_b + δ²·n_a·n_b/n
 
@@ -40,15 +41,19 @@ class SyncBatchNorm(_BatchNorm):
     mean rounded to one float64 is off by up to half an ulp of the data's offset (9e-13 at
     1e4), which alone put float64 errors at 4e-12 against BatchNorm's shifted statistics.
 
-    With the global count ``M`` (``M ≤ 1`` raises :class:`ShapeError` on every rank)::
+    With the global count ``M`` (``M ≤ 1`` raises :class:`ShapeError` on every rank):
 
-        σ² = M2 / M,   x̂ = (x − μ) / √(σ² + ε),   y = γ·x̂ + β      (y in the input's dtype)
-        running_mean ← (1 − α)·running_mean + α·μ
-        running_var  ← (1 − α)·running_var  + α·M2/(M − 1)           (unbiased, global M)
-        num_batches_tracked += 1,   α = momentum, or 1/num_batches_tracked if momentum is None
+        σ² = M2 / M,   x̂ = (x − μ) / √(σ² + ε),   y = γ · x̂ + β     (y in the input's dtype)
+        running_mean ← (1 − momentum) · running_mean + momentum · μ
+        running_var  ← (1 − momentum) · running_var  + momentum · σ² · M/(M − 1)  (unbiased)
+        num_batches_tracked ← num_batches_tracked + 1
+
+    ``momentum`` weighs the *new* batch (PyTorch's convention); ``momentum=None`` uses
+    1/num_batches_tracked, a cumulative average. Defaults as BatchNorm: ``eps=1e-5``,
+    ``momentum=0.1``, γ = 1, β = 0, running_mean = 0, running_var = 1.
 
     Backward: the local per-channel sums ``Σdy`` and ``Σdy·x̂`` (float64), one ``Allreduce``
-    (SUM) of the stacked ``(2, C)`` array, then::
+    (SUM) of the stacked ``(2, C)`` array, then:
 
         dx = γ/√(σ² + ε) · (dy − Σdy_global/M − x̂·Σ(dy·x̂)_global/M)
 
@@ -57,8 +62,10 @@ class SyncBatchNorm(_BatchNorm):
     as it does for every other parameter.
 
     Evaluation with ``track_running_stats=True`` is BatchNorm's (running statistics, no
-    communication). With a communicator of size 1 the layer *is* BatchNorm: forward and
-    backward run :class:`BatchNorm1d`'s code (as PyTorch falls back, pytorch#89706).
+    communication): ``y = γ · (x − running_mean) / √(running_var + ε) + β``, and in backward
+    ``dx = γ · dy / √(running_var + ε)``. With a communicator of size 1 the layer *is*
+    BatchNorm: forward and backward run :class:`BatchNorm1d`'s code (as PyTorch falls back,
+    pytorch#89706).
 
     Pitfalls this implementation avoids:
 
@@ -76,14 +83,70 @@ class SyncBatchNorm(_BatchNorm):
     Parameters
     ----------
     num_features : int
-        C, the number of channels.
-    eps, momentum, affine, track_running_stats, gamma_init, beta_init, rng, dtype
-        As :class:`BatchNorm1d` (defaults ``1e-5``, ``0.1``, ``True``, ``True``, ``"ones"``,
-        ``"zeros"``, ``None``, ``numpy.float32``).
+        C, the number of channels on axis 1.
+    eps : float, default 1e-5
+        ε > 0, added to the variance before the square root.
+    momentum : float or None, default 0.1
+        Weight of the new batch in the running averages, in [0, 1]; ``None``: cumulative.
+    affine : bool, default True
+        Learn γ (``weight``) and β (``bias``); ``False``: γ = 1 and β = 0, fixed.
+    track_running_stats : bool, default True
+        Keep and use the running statistics; ``False``: batch statistics in every mode.
+    gamma_init : initializer, default "ones"
+        Initial γ: any spec of :func:`gammabeta.init.get`.
+    beta_init : initializer, default "zeros"
+        Initial β, likewise.
+    rng : numpy.random.Generator, optional
+        Used by random γ/β initializers; ``None``: a new unseeded generator.
+    dtype : numpy dtype, default numpy.float32
+        Floating dtype of γ, β and the running statistics.
     comm : mpi4py.MPI.Comm, optional
         The ranks that share the batch (anything with ``Get_size``, ``Get_rank``,
         ``Allgather`` and ``Allreduce``). ``None``: ``MPI.COMM_WORLD``, resolved at first use;
         without mpi4py that raises :class:`ConfigError`.
+
+    Attributes
+    ----------
+    weight, bias : Parameter or None
+        γ and β, shape ``(C,)``; ``None`` when ``affine=False``.
+    running_mean, running_var : numpy.ndarray or None
+        Buffers ``(C,)`` (starting at 0 and 1), identical on every rank; ``None`` when
+        ``track_running_stats=False``.
+    num_batches_tracked : numpy.ndarray or None
+        Buffer, a 0-d int64 count of training batches; ``None`` likewise.
+
+    Shape
+    -----
+    - Input: ``(N, C)``, ``(N, C, L)`` or ``(N, C, H, W)``, this rank's share (N may be 0).
+    - Output: the input's shape and dtype.
+
+    References
+    ----------
+    - Ioffe & Szegedy (2015), "Batch Normalization", ICML, arXiv:1502.03167.
+    - Chan, Golub & LeVeque (1979), "Updating Formulae and a Pairwise Algorithm for Computing
+      Sample Variances", Stanford CS tech. report STAN-CS-79-773.
+
+    Examples
+    --------
+    Under MPI each rank runs the same script (``mpirun -n 4 python train.py``) with
+    ``comm=None`` (``MPI.COMM_WORLD``). Here a one-rank stand-in for a communicator shows
+    that the layer then is :class:`BatchNorm1d` on the whole batch:
+
+    >>> import numpy as np
+    >>> from gammabeta.nn import BatchNorm1d, SyncBatchNorm
+    >>> class OneRank:  # what mpi4py's MPI.COMM_SELF would do
+    ...     def Get_size(self): return 1
+    ...     def Get_rank(self): return 0
+    ...     def Allgather(self, send, recv): recv[0] = send
+    ...     def Allreduce(self, send, recv): recv[...] = send
+    >>> sync, bn = SyncBatchNorm(3, comm=OneRank()), BatchNorm1d(3)
+    >>> x = np.random.default_rng(0).standard_normal((16, 3, 5)).astype(np.float32)
+    >>> bool(np.allclose(sync(x), bn(x), atol=1e-6))
+    True
+    >>> bool(np.allclose(sync.running_var, bn.running_var)), int(sync.num_batches_tracked)
+    (True, 1)
+    >>> sync.backward(np.ones_like(x)).shape
+    (16, 3, 5)
     """
 
     _ndims = (2, 3, 4)
@@ -213,9 +276,12 @@ class SyncBatchNorm(_BatchNorm):
     # ----- conversion ------------------------------------------------------------------------
     @classmethod
     def convert_sync_batchnorm(cls, module: Module, comm=None) -> Module:
-        """``module`` with every BatchNorm1d/2d in its tree (the root included) replaced by a
-        SyncBatchNorm sharing its parameters and buffers (PyTorch's
-        ``SyncBatchNorm.convert_sync_batchnorm``).
+        """Replace every BatchNorm1d/2d in ``module``'s tree by a :class:`SyncBatchNorm`.
+
+        As PyTorch's ``SyncBatchNorm.convert_sync_batchnorm``: each new layer shares the old
+        one's parameters and buffers (the same objects) and keeps its ``eps``, ``momentum``,
+        ``affine``, ``track_running_stats``, dtype and train/eval mode; a BatchNorm root is
+        itself replaced. Also available as ``gammabeta.nn.convert_sync_batchnorm``.
 
         Parameters
         ----------
@@ -228,6 +294,21 @@ class SyncBatchNorm(_BatchNorm):
         -------
         Module
             The converted root: a new SyncBatchNorm if ``module`` itself was a BatchNorm.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gammabeta.nn import BatchNorm2d, Conv2d, ReLU, Sequential, convert_sync_batchnorm
+        >>> conv = Conv2d(3, 8, 3, rng=np.random.default_rng(0))
+        >>> model = Sequential(conv, BatchNorm2d(8), ReLU())
+        >>> bn = model[1]
+        >>> model = convert_sync_batchnorm(model)  # comm=None: MPI.COMM_WORLD at first use
+        >>> model[1]
+        SyncBatchNorm(8)
+        >>> model[1].weight is bn.weight, model[1].running_mean is bn.running_mean
+        (True, True)
+        >>> convert_sync_batchnorm(BatchNorm2d(4, momentum=None).eval()).training
+        False
         """
         out = module
         if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
@@ -244,6 +325,11 @@ class SyncBatchNorm(_BatchNorm):
 
 
 convert_sync_batchnorm = SyncBatchNorm.convert_sync_batchnorm
+"""Replace every BatchNorm1d/2d in a model by a SyncBatchNorm (PyTorch's API, as a function).
+
+``convert_sync_batchnorm(module, comm=None)`` is :meth:`SyncBatchNorm.convert_sync_batchnorm`
+(the classmethod, documented there with its parameters and an example).
+"""
 
 
 class _SyncCache:
