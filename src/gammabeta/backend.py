@@ -12,7 +12,8 @@ import os
 import numpy
 
 __all__ = ["namespace", "to_numpy", "compute_dtype", "is_floating", "kernels", "set_jit",
-           "jit_mode", "jit", "kernel_info", "accumulate_new"]
+           "jit_mode", "jit", "kernel_info", "accumulate_new", "kernels_compiled",
+           "set_compile_notice"]
 
 
 def namespace(*arrays):
@@ -110,9 +111,38 @@ def jit(mode):
         set_jit(prev)
 
 
+_compile_notice = None  # called once before kernels are loaded with a cold cache
+
+
+def kernels_compiled() -> bool:
+    """Whether Numba's on-disk cache already holds the BatchNorm kernels.
+
+    If not, the first layer input large enough for them compiles them for this machine:
+    about a minute on 2 cores, once per install (``make install`` does it in advance).
+    """
+    import sys
+    from pathlib import Path
+
+    cache = Path(__file__).parent / "nn" / "__pycache__"
+    tag = f"py{sys.version_info[0]}{sys.version_info[1]}"  # Numba's index: one per Python
+    return all(any(cache.glob(f"_kernels.{f}-*.{tag}.nbi")) for f in ("_forward", "_backward"))
+
+
+def set_compile_notice(fn):
+    """Have ``fn()`` called (once) just before the kernels are first loaded when they still
+    have to be compiled, so a command can say why its first step takes a minute; returns
+    the previous callback. ``None`` removes it."""
+    global _compile_notice
+    prev, _compile_notice = _compile_notice, fn
+    return prev
+
+
 def _load_kernels():
-    global _kernel_module
+    global _kernel_module, _compile_notice
     if _kernel_module is None:
+        if _compile_notice is not None and not kernels_compiled():
+            notice, _compile_notice = _compile_notice, None
+            notice()
         try:
             from .nn import _kernels
 

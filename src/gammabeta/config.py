@@ -251,6 +251,10 @@ class TrainConfig:
                               hi=LIMITS["epochs"], optional=True)
     seed: int = _opt(0, "int", "seed of every random draw (init, order, dropout, splits)",
                      lo=0, hi=LIMITS["seed"])
+    val_fraction: float = _opt(0.1, "float", "fraction of each class of the training data held "
+                               "out for validation: the per-epoch val_* figures (test "
+                               "accuracy is measured once, at the end); 0: none (a study's "
+                               "runs use 0 unless its [base] sets it)", lo=0, hi=0.5)
     on_nonfinite: str = _opt("raise", "str", "at a NaN/inf loss, activation, statistic or "
                              "gradient: stop (naming the step and layer) or skip that step",
                              choices=("raise", "skip-step"))

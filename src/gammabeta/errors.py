@@ -29,6 +29,11 @@ class DataError(GammabetaError, ValueError):
     """A data file or array cannot be used: bad format, bad shape, bad labels."""
 
 
+class UnseededWarning(UserWarning):
+    """Random numbers were drawn from a generator nobody seeded (a layer built without
+    ``rng=``): the run cannot be repeated. Shown once per process."""
+
+
 class ConfigError(GammabetaError, ValueError):
     """An option, initializer name or configuration value is not valid."""
 

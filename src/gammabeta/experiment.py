@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import optim
 from .checkpoint import load_training_state, save_training_state
 from .config import TrainConfig, recipe
+from .data.dataset import validation_split
 from .data.loader import DataLoader
 from .data.registry import load_dataset
 from .errors import ConfigError, DataError, NonFiniteError
@@ -41,14 +42,23 @@ class RunResult:
     dataset_note: str = ""
     input_range: tuple = ()  # (min, max) of the training inputs, for predict's scale check
     columns: tuple = ()  # the CSV's feature columns, for predict's column check
+    split: dict = field(default_factory=dict)  # samples in train / val / test
+
+    @property
+    def val_accuracy(self) -> float | None:
+        """The validation accuracy after the last epoch (``None`` without a validation split)."""
+        last = self.history.records[-1] if self.history.records else {}
+        return last.get("val_accuracy")
 
     def metrics(self) -> dict:
         """The JSON written to ``metrics.json``."""
         return {"test_accuracy": self.test_accuracy, "test_loss": self.test_loss,
                 "seconds": self.seconds, "config": self.config.to_dict(),
                 "history": self.history.as_dict(), "dataset_note": self.dataset_note,
-                "note": "val_* columns are the held-out test split, recorded for the curves "
-                        "only; no epoch or setting is selected by them"}
+                "split": self.split, "val_accuracy": self.val_accuracy,
+                "note": "val_* figures are measured on the validation split (val_fraction of "
+                        "each class of the training data, held out from training); test_* "
+                        "is measured once, after the last epoch"}
 
 
 def check_shares(cfg: TrainConfig, parallel, n_train: int) -> None:
@@ -62,6 +72,21 @@ def check_shares(cfg: TrainConfig, parallel, n_train: int) -> None:
                           f"{min(cfg.batch_size, last)} gives a rank {smallest} sample(s), and "
                           "per-worker BatchNorm needs at least 2; use a larger --batch-size, "
                           "fewer ranks, or --sync-bn")
+
+
+def held_out(cfg: TrainConfig, ds) -> tuple:
+    """``(x_train, y_train, x_val, y_val)``: ``cfg.val_fraction`` of each class of the
+    training data held out for validation (drawn with its own generator, seeded by
+    ``cfg.seed``, so the training draws are those of a run without it); ``None`` for the
+    validation arrays when ``val_fraction`` is 0."""
+    if not cfg.val_fraction:
+        return ds.x_train, ds.y_train, None, None
+    try:
+        tr, va = validation_split(ds.y_train, cfg.val_fraction,
+                                  np.random.default_rng([cfg.seed, 0x5A1]))
+    except DataError as e:
+        raise ConfigError(f"val_fraction={cfg.val_fraction:g}: {e}") from None
+    return ds.x_train[tr], ds.y_train[tr], ds.x_train[va], ds.y_train[va]
 
 
 def fingerprint(ds) -> str:
@@ -135,12 +160,13 @@ def run(cfg: TrainConfig, on_step: Callable | None = None, on_epoch: Callable | 
         raise DataError(f"{cfg.data}: samples of shape {tuple(ds.input_shape)}; gammabeta's "
                         "models take (N, features), (N, C, L) or (N, C, H, W) inputs")
     cfg = cfg.resolved(len(ds.input_shape)).validate()
-    check_fits(cfg.model, ds.input_shape, ds.num_classes, min(cfg.batch_size, len(ds.y_train)),
+    x_train, y_train, x_val, y_val = held_out(cfg, ds)
+    check_fits(cfg.model, ds.input_shape, ds.num_classes, min(cfg.batch_size, len(y_train)),
                cfg.model_kwargs())
     if on_start is not None:
         on_start(cfg, ds)
     if parallel is not None:
-        check_shares(cfg, parallel, len(ds.y_train))
+        check_shares(cfg, parallel, len(y_train))
     rng = np.random.default_rng(cfg.seed)
     model = build_model(cfg.model, ds.input_shape, ds.num_classes, rng=rng,
                         **cfg.model_kwargs())
@@ -151,7 +177,7 @@ def run(cfg: TrainConfig, on_step: Callable | None = None, on_epoch: Callable | 
             model = convert_sync_batchnorm(model, parallel.comm)
         parallel.broadcast_model(model)
     opt = make_optimizer(cfg, model)
-    steps = len(DataLoader(ds.x_train, ds.y_train, batch_size=cfg.batch_size, shuffle=False))
+    steps = len(DataLoader(x_train, y_train, batch_size=cfg.batch_size, shuffle=False))
     sched = make_scheduler(cfg, opt, steps)
     loop = None
     data = fingerprint(ds) if state_path is not None else None
@@ -166,9 +192,9 @@ def run(cfg: TrainConfig, on_step: Callable | None = None, on_epoch: Callable | 
             if parallel is None or parallel.is_root:
                 save_training_state(state_path, model, opt, sched, state, cfg.to_dict(), data)
     loss_fn = CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    history = fit(model, ds.x_train, ds.y_train, optimizer=opt, epochs=cfg.epochs,
+    history = fit(model, x_train, y_train, optimizer=opt, epochs=cfg.epochs,
                   batch_size=cfg.batch_size, rng=rng, loss_fn=loss_fn, scheduler=sched,
-                  x_val=ds.x_test, y_val=ds.y_test, on_step=on_step, on_epoch=on_epoch,
+                  x_val=x_val, y_val=y_val, on_step=on_step, on_epoch=on_epoch,
                   on_nonfinite=cfg.on_nonfinite, clip_grad_norm=cfg.clip_grad_norm,
                   checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=loop,
                   should_stop=should_stop, parallel=parallel)
@@ -179,4 +205,6 @@ def run(cfg: TrainConfig, on_step: Callable | None = None, on_epoch: Callable | 
     return RunResult(cfg, model, history, final["accuracy"], final["loss"],
                      time.perf_counter() - t0, tuple(ds.input_shape), ds.num_classes, ds.note,
                      (float(ds.x_train.min()), float(ds.x_train.max())),
-                     tuple(getattr(ds, "columns", ())))
+                     tuple(getattr(ds, "columns", ())),
+                     {"train": len(y_train), "val": 0 if y_val is None else len(y_val),
+                      "test": len(ds.y_test)})

@@ -352,6 +352,12 @@ def initialize(spec, shape, rng, *, dtype=np.float32, fan_in=None, fan_out=None,
         if have is not None and need > have:
             raise ConfigError(f"initializer for {what}: shape {shape} needs {need / 2**30:,.1f} "
                               f"GiB; {have / 2**30:,.1f} GiB of memory is available")
+    if rng is not None and type(rng).__name__ == "Unseeded":  # a layer built without rng=
+        rng_param = inspect.signature(target).parameters.get("rng")
+        if rng_param is not None and rng_param.default is inspect.Parameter.empty:
+            from .nn._args import warn_unseeded
+
+            warn_unseeded(f"the initializer {spec!r} of {what}")
     out = np.asarray(fn(shape, rng, **extra))
     if out.shape != shape:
         raise ConfigError(f"initializer for {what}: returned shape {out.shape}, expected {shape}")

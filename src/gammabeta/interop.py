@@ -163,14 +163,16 @@ def _check(cond: bool, t, where: str, what: str) -> None:
 
 def _leaf_from_torch(t, tnn, where: str, dtype):
     kind = type(t)
+    zeros = dict(weight_init="zeros", bias_init="zeros")  # placeholders: torch's values follow
     if kind is tnn.Linear:
-        return nn.Linear(t.in_features, t.out_features, bias=t.bias is not None, dtype=dtype)
+        return nn.Linear(t.in_features, t.out_features, bias=t.bias is not None, dtype=dtype,
+                         **zeros)
     if kind in (tnn.Conv1d, tnn.Conv2d):
         _check(t.padding_mode == "zeros", t, where, f"padding_mode={t.padding_mode!r}")
         cls = nn.Conv1d if kind is tnn.Conv1d else nn.Conv2d
         return cls(t.in_channels, t.out_channels, t.kernel_size, stride=t.stride,
                    padding=t.padding, dilation=t.dilation, groups=t.groups,
-                   bias=t.bias is not None, dtype=dtype)
+                   bias=t.bias is not None, dtype=dtype, **zeros)
     if kind in (tnn.BatchNorm1d, tnn.BatchNorm2d):
         cls = nn.BatchNorm1d if kind is tnn.BatchNorm1d else nn.BatchNorm2d
         return cls(t.num_features, eps=t.eps, momentum=t.momentum, affine=t.affine,

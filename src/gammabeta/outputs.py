@@ -28,7 +28,7 @@ __all__ = ["RUN_FILES", "run_folder_name", "check_run_folder", "locked", "safe_n
 
 # What ``gammabeta train`` writes into its folder (and nothing else there is touched).
 RUN_FILES = ("model.safetensors", "metrics.json", "curves.png", "train_state.safetensors",
-             "diagnostics.json")
+             "diagnostics.json", "diagnostics.png")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=,-]*$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=,-]+")
 _SHOWN = ("data", "model", "seed", "data_dir", "download")

@@ -29,8 +29,17 @@ class Progress:
         self.bar.update(1)
         post = {"loss": f"{rec['train_loss']:.3f}"}
         if "val_accuracy" in rec:
-            post["test_acc"] = f"{100 * rec['val_accuracy']:.1f}%"
+            post["val_acc"] = f"{100 * rec['val_accuracy']:.1f}%"
         self.bar.set_postfix(post)
+
+    def compiling(self):
+        """Said once, when the first run after an install compiles the BatchNorm kernels."""
+        text = ("gammabeta: compiling the BatchNorm kernels for this machine (first run after "
+                "install only; about a minute on 2 cores)...")
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
 
     def close(self):
         if self.bar is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["recipe"]
+__all__ = ["recipe", "describe_recipes"]
 
 # Recipes: what ``gammabeta train --model NAME`` uses for options left unset, per model and
 # input rank (1: vectors such as MNIST-1D, 3: images). Measured on MNIST-1D, 3 seeds: see README.
@@ -26,3 +26,27 @@ def recipe(model: str, input_rank: int) -> dict:
     """The default options of ``model`` for inputs of rank ``input_rank`` (2 counts as 1)."""
     rank = 1 if input_rank <= 2 else 3
     return dict(_RECIPES.get((model, rank), _RECIPES.get((model, 1), _FALLBACK)))
+
+
+def describe_recipes() -> str:
+    """Every model's effective defaults, for ``gammabeta train --help``: its recipe for
+    vectors (MNIST-1D, CSV rows) and for images, plus its builder's own sizes."""
+    import inspect
+
+    from .models import BUILDERS
+
+    skip = {"input_shape", "num_classes", "rng", "norm", "act", "weight_init", "bias_init",
+            "gamma_init", "beta_init", "hidden", "dropout"}
+    lines = ["recipes: what each --model uses for the options above left unset (the other",
+             "defaults are the same for every model); vectors: samples of shape (N, features)",
+             "or (N, C, L); images: (N, C, H, W)"]
+    for model in sorted(BUILDERS):
+        own = {k: p.default for k, p in inspect.signature(BUILDERS[model]).parameters.items()
+               if k not in skip and p.default is not inspect.Parameter.empty}
+        for rank, what in ((1, "vectors"), (3, "images")):
+            rec = recipe(model, rank)
+            sizes = {**own, **rec.pop("model_options", {})}
+            text = ", ".join(f"{k} {v}" for k, v in {**rec, **sizes}.items())
+            head = f"  {model:<9}" if rank == 1 else " " * 11
+            lines.append(f"{head}{what + ':':<9}{text}")
+    return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gammabeta.data.dataset import Dataset, split
+from gammabeta.data.dataset import Dataset, split, validation_split
 from gammabeta.data.digits import load_digits
 from gammabeta.data.files import load_file
 from gammabeta.data.idx import load_mnist, read_idx, write_idx
@@ -21,5 +21,6 @@ __all__ = [
     "load_mnist1d",
     "read_idx",
     "split",
+    "validation_split",
     "write_idx",
 ]

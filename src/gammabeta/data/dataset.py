@@ -10,7 +10,7 @@ import numpy as np
 
 from gammabeta.errors import ConfigError, DataError
 
-__all__ = ["Dataset", "split", "default_cache_dir"]
+__all__ = ["Dataset", "split", "validation_split", "default_cache_dir"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,6 +129,36 @@ def split(
     perm = rng.permutation(n)
     test_idx, train_idx = perm[:n_test], perm[n_test:]
     return x[train_idx], y[train_idx], x[test_idx], y[test_idx]
+
+
+def validation_split(y: np.ndarray, fraction: float, rng: np.random.Generator
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified hold-out: indices ``(train, val)`` with ``round(n_c * fraction)`` samples
+    of every class ``c`` in ``val`` (at least one sample of the class stays in train).
+
+    Each part keeps the data's order (sorted indices), so training batches are drawn from
+    the remaining samples exactly as from a smaller training set.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise ConfigError("validation_split: rng must be a numpy.random.Generator; pass "
+                          "numpy.random.default_rng(seed)")
+    if not 0.0 < float(fraction) < 1.0:
+        raise ConfigError(f"validation_split: fraction={fraction!r}; expected a number in (0, 1)")
+    y = np.asarray(y)
+    val = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        k = min(int(round(len(idx) * fraction)), len(idx) - 1)
+        if k > 0:
+            val.append(rng.choice(idx, size=k, replace=False))
+    val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
+    if len(val_idx) == 0:
+        raise DataError(f"a validation fraction of {fraction:g} of {len(y)} training samples "
+                        "holds out none (each class keeps at least one for training); use a "
+                        "larger fraction or 0 for no validation split")
+    keep = np.ones(len(y), dtype=bool)
+    keep[val_idx] = False
+    return np.flatnonzero(keep), val_idx
 
 
 def default_cache_dir() -> Path:

@@ -47,6 +47,8 @@ class SGD(Optimizer):
     maximize : bool, default False
         Ascend instead of descend.
 
+    Notes
+    -----
     State per parameter: ``"momentum_buffer"`` (only when momentum is non-zero).
     """
 
@@ -116,6 +118,8 @@ class Adam(Optimizer):
     decoupled_weight_decay : bool, default False (keyword-only)
         ``True`` gives AdamW.
 
+    Notes
+    -----
     State per parameter: ``"step"`` (int), ``"exp_avg"``, ``"exp_avg_sq"`` and, with
     amsgrad, ``"max_exp_avg_sq"``.
     """

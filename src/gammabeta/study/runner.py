@@ -39,13 +39,19 @@ __all__ = ["expand", "run_key", "ResultStore", "run_study", "execute_jobs"]
 RESULTS = "results.jsonl"
 
 
+# Where a study's runs differ from `gammabeta train`'s defaults: nothing is chosen during a
+# study's runs (each reports its test accuracy after the last epoch), so they hold out no
+# validation data unless the study's [base] or an axis sets val_fraction.
+STUDY_DEFAULTS = {"val_fraction": 0.0}
+
+
 def run_key(config: dict, options: dict) -> str:
     """16 hex digits identifying a run by its full config and task options.
 
     Values equal to their defaults are left out of the hash, so a new option added to
     :class:`TrainConfig` or :data:`options.OPTIONS` (with a default) keeps old keys valid.
     """
-    defaults = TrainConfig().to_dict()
+    defaults = {**TrainConfig().to_dict(), **STUDY_DEFAULTS}
     cfg = {k: v for k, v in config.items() if k not in defaults or v != defaults[k]}
     opts = {k: v for k, v in options.items() if k not in OPTIONS or v != OPTIONS[k][0]}
     return hashlib.sha256(canonical({"config": cfg, "options": opts}).encode()).hexdigest()[:16]
@@ -67,7 +73,7 @@ def expand(spec: StudySpec) -> list[dict]:
     jobs, keys = [], set()
     for seed in spec.seeds:
         for combo in product(*(spec.axes[n] for n in names)):
-            cfg, opts = dict(spec.base), dict(spec.options)
+            cfg, opts = {**STUDY_DEFAULTS, **spec.base}, dict(spec.options)
             for value in combo:
                 for k, v in value["set"].items():
                     if k in OPTIONS:

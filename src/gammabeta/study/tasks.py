@@ -29,7 +29,7 @@ from ..config import LIMITS, check_option
 from ..data.loader import DataLoader
 from ..data.registry import load_dataset
 from ..errors import ConfigError, NonFiniteError
-from ..experiment import TrainConfig, make_optimizer, make_scheduler
+from ..experiment import TrainConfig, held_out, make_optimizer, make_scheduler
 from ..models import build_model
 from ..models.size import check_fits
 from ..nn.batchnorm import _BatchNorm
@@ -201,6 +201,10 @@ def run_job(job: dict, parallel=None) -> dict:
     ds = _dataset(cfg.data, cfg.data_dir, cfg.download, cfg.seed, opts["max_train"],
                   opts["max_test"])
     cfg = cfg.resolved(len(ds.input_shape))
+    if cfg.val_fraction:  # held out when a study asks (runner.STUDY_DEFAULTS: 0); the
+        # curves stay on the test split
+        x_tr, y_tr = held_out(cfg, ds)[:2]
+        ds = dataclasses.replace(ds, x_train=x_tr, y_train=y_tr)
     check_fits(cfg.model, ds.input_shape, ds.num_classes, cfg.batch_size, cfg.model_kwargs())
     rng = np.random.default_rng(cfg.seed)
     model = build_model(cfg.model, ds.input_shape, ds.num_classes, rng=rng,
