@@ -33,7 +33,7 @@ from .progress import Progress, StopOnSignal
 __all__ = ["add_train_arguments", "cmd_train", "train_and_save", "STATE_FILE", "flag"]
 
 STATE_FILE = "train_state.safetensors"
-_GROUPS = {"data": ("data", "data_dir", "download"),
+_GROUPS = {"data": ("data", "data_dir", "download", "val_fraction"),
            "optimization": ("optimizer", "lr", "momentum", "weight_decay", "schedule",
                             "label_smoothing", "batch_size", "epochs", "seed"),
            "robustness": ("on_nonfinite", "clip_grad_norm"),
@@ -67,7 +67,12 @@ def _add(group, name: str, o: Option, default) -> None:
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    """Every TrainConfig option as a flag (grouped), the model flags and the run options."""
+    """Every TrainConfig option as a flag (grouped), the model flags and the run options;
+    the epilog lists every model's recipe (the effective defaults of unset options)."""
+    from .recipes import describe_recipes
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = describe_recipes()
     groups = {g: p.add_argument_group(g) for g in ("data", "model", "optimization",
                                                       "robustness", *list(_GROUPS)[3:])}
     defaults = TrainConfig().to_dict()
@@ -95,7 +100,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="also save the training state every N steps (always: every epoch)")
     r.add_argument("--diagnostics", action="store_true",
                    help="record per-layer activation statistics and gradient norms into "
-                        "DIR/diagnostics.json")
+                        "DIR/diagnostics.json and DIR/diagnostics.png")
     r.add_argument("--diagnostics-every", default=None, metavar="N",
                    help="with --diagnostics: record every N steps (default 10)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -192,7 +197,8 @@ def train_and_save(cfg, out: Path, quiet: bool = False, resume: bool = False,
     for the run. With ``parallel`` every rank trains and only rank 0 checks, locks and
     writes. The full training state goes to ``out/train_state.safetensors`` after every
     epoch (and every ``checkpoint_every`` steps), so ``gammabeta train --resume out`` can
-    continue. With ``diagnostics_every`` per-layer statistics go to ``out/diagnostics.json``.
+    continue. With ``diagnostics_every`` per-layer statistics go to ``out/diagnostics.json``
+    (drawn in ``out/diagnostics.png``).
     """
     from .experiment import run
     from .io import atomic_write_text, save_checkpoint
@@ -228,15 +234,22 @@ def train_and_save(cfg, out: Path, quiet: bool = False, resume: bool = False,
         with locked(out), StopOnSignal() as stop:
             check_run_folder(out, overwrite or resume)  # again, now that the folder is ours
             remove_stale_temporaries(out)
+            from .backend import set_compile_notice
+
+            previous_notice = set_compile_notice(prog.compiling)
             try:
                 result = run(cfg, on_epoch=prog.on_epoch, on_start=prog.on_start,
                              on_step=on_step, state_path=out / STATE_FILE, resume=resume,
                              on_model=on_model, checkpoint_every=checkpoint_every,
                              should_stop=lambda: stop.requested, parallel=parallel)
             finally:
+                set_compile_notice(previous_notice)
                 prog.close()
                 if diag:
                     diag[0].save(out / "diagnostics.json")
+                    from .plots import draw_diagnostics
+
+                    draw_diagnostics(diag[0], out / "diagnostics.png")
             metrics = result.metrics()
             meta = {"format": "gammabeta-checkpoint-1", "gammabeta_version": __version__,
                     "config": json.dumps(result.config.to_dict()),
@@ -260,9 +273,12 @@ def _summary(result, out: Path, parallel=None) -> str:
     h = result.history
     rows = [("data", result.config.data), ("model", result.config.model),
             ("parameters", f"{result.model.num_parameters():,}"),
+            ("samples", ", ".join(f"{v:,} {k}" for k, v in result.split.items() if v)),
             ("epochs", str(len(h))), ("final train loss", f"{h.records[-1]['train_loss']:.4f}"),
+            *([("validation accuracy", f"{100 * result.val_accuracy:.2f}% (last epoch)")]
+              if result.val_accuracy is not None else []),
             ("test loss", f"{result.test_loss:.4f}"),
-            ("test accuracy", f"{100 * result.test_accuracy:.2f}%"),
+            ("test accuracy", f"{100 * result.test_accuracy:.2f}% (measured once, at the end)"),
             ("time", f"{result.seconds:.1f} s"), ("outputs", str(out))]
     if parallel is not None:
         bn = ("no BatchNorm" if result.config.norm != "batch" else "SyncBatchNorm"

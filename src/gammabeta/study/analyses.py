@@ -15,6 +15,7 @@ from .report import (
     chance,
     compare,
     curve_series,
+    curves_figure,
     diff_text,
     fmt,
     groups,
@@ -84,8 +85,9 @@ def gamma_beta(spec, rows, out):
         live = [s["mean"] for k, s in ok.items() if k[0] != "zeros"]
         text.append(f"- Spread over all settings with γ ≠ 0: "
                     f"{100 * (max(live) - min(live)):.1f} points.")
-    F.curve_panels(panels, out / "curves.png", title=f"{spec.title} (band: min–max over seeds)")
-    return [*sec, "## Conclusion", *text], ["curves.png"]
+    fig = curves_figure(panels, out, "γ init", spec.title, "one panel per network and β "
+                        "initialization, all panels on the same y axis")
+    return [*sec, "## Conclusion", *text], [fig]
 
 
 def _verdict(a: float, b: float) -> str:
@@ -207,7 +209,12 @@ def bn_paper(spec, rows, out):
     acc = [(k[0], v[0]["curve"]["step"], [r["curve"]["test_accuracy"] for r in v])
            for k, v in g.items()]
     F.bn_paper_figure(acc, pct, out / "figure1.png", title=spec.title.split(":")[0])
-    return [*sec, "## Conclusion", *text], ["figure1.png"]
+    seeds = sorted({len(v) for v in g.values()})
+    cap = ("(a) test accuracy (%) over training steps: " + (
+        f"lines: mean over {'–'.join(map(str, seeds))} seeds; band: min–max over the seeds"
+        if seeds[-1] > 1 else "one seed") + "; (b, c) the 15th, 50th and 85th percentiles of "
+        "the input to one sigmoid (unit 0) on the test set over training, one seed.")
+    return [*sec, "## Conclusion", *text], [("figure1.png", cap)]
 
 
 def gamma_l1(spec, rows, out):
@@ -330,8 +337,9 @@ def zero_gamma(spec, rows, out):
     sec.append(table(["network", "last γ of each block", "test accuracy (%)",
                       "at 10% of training", "steps to 90% of best", "γ exactly 0 at the end"],
                      rows_t))
-    F.curve_panels(panels, out / "curves.png", title=f"{spec.title} (band: min–max over seeds)")
-    return [*sec, "## Conclusion", *text], ["curves.png"]
+    fig = curves_figure(panels, out, "last γ", spec.title,
+                        "one panel per network, both on the same y axis")
+    return [*sec, "## Conclusion", *text], [fig]
 
 
 def _gap(rows, which: str) -> tuple[float | None, float]:

@@ -10,7 +10,8 @@ import numpy as np
 
 from ..plots import _pyplot, save_figure
 
-__all__ = ["curve_panels", "xy_panels", "hist_panels", "bar_panels", "bn_paper_figure"]
+__all__ = ["compare_curves", "band_note", "xy_panels", "hist_panels", "bar_panels",
+           "bn_paper_figure"]
 
 _STYLES = ["-", "--", ":", "-."]
 
@@ -36,38 +37,84 @@ def _finish(fig, axes, path, title: str, legend: bool = True) -> None:
     save_figure(fig, path)
 
 
-def curve_panels(panels, path, xlabel: str = "training step",
-                 ylabel: str = "test accuracy (%)", title: str = "", scale: float = 100.0,
-                 ylim=None) -> None:
-    """One panel per ``(panel_title, series)``; a series is ``(label, steps, runs, style)``.
+def band_note(counts) -> str:
+    """How to read :func:`compare_curves`' lines and bands, for its title and the caption."""
+    counts = sorted({int(c) for c in counts}) or [0]
+    if counts[-1] < 2:
+        return "lines: one seed per setting (no band)"
+    n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    return f"lines: mean over {n} seeds; band: ± 1 standard deviation over the seeds"
 
-    ``runs`` is a list of per-seed curves on the same steps: the line is their mean and the
-    shaded band spans their minimum to maximum (the seed band). ``style`` is a line style
-    index or a matplotlib style string.
+
+def _mean_std(runs, scale: float):
+    """Mean and sample standard deviation over runs ``(steps, values)``, step by step on the
+    union of their steps (a run that stopped early or diverged counts where it has values)."""
+    x = sorted({float(s) for steps, _ in runs for s in steps})
+    col = {s: i for i, s in enumerate(x)}
+    y = np.full((len(runs), len(x)), np.nan)
+    for i, (steps, values) in enumerate(runs):
+        for s, v in zip(steps, values, strict=False):
+            if v is not None:
+                y[i, col[float(s)]] = scale * v
+    n = np.sum(~np.isnan(y), axis=0)
+    mean = np.where(n > 0, np.nansum(y, axis=0) / np.maximum(n, 1), np.nan)
+    dev = np.where(np.isnan(y), 0.0, y - mean)
+    std = np.where(n > 1, np.sqrt((dev ** 2).sum(axis=0) / np.maximum(n - 1, 1)), np.nan)
+    return np.asarray(x), mean, std
+
+
+def compare_curves(panels, path, axis: str, xlabel: str = "training step",
+                   ylabel: str = "test accuracy (%)", title: str = "", scale: float = 100.0):
+    """Compare the settings of ``axis``: in each panel one line per setting, all panels on
+    one shared y axis, one legend (each setting keeps its colour in every panel).
+
+    ``panels`` is a list of ``(panel_title, series)``, a series ``(setting_label, runs)`` with
+    ``runs`` a list of per-seed ``(steps, values)``. A line is the mean over the seeds and
+    its band ± 1 standard deviation (sample std, as in the report's tables); the title says so
+    (:func:`band_note`). Returns the (closed) Figure: ``fig.axes`` are the panels.
     """
-    fig, axes = _grid(len(panels))
-    colors = _pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (ptitle, series) in zip(axes, panels, strict=True):
-        for i, (label, steps, runs, style) in enumerate(series):
+    plt = _pyplot()
+    labels = list(dict.fromkeys(lab for _, series in panels for lab, _ in series))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    look = {lab: (colors[i % len(colors)], _STYLES[i // len(colors) % len(_STYLES)])
+            for i, lab in enumerate(labels)}
+    n = max(1, len(panels))
+    cols = 2 if n == 4 else min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols + 1.6, 3.9 * rows + 0.5),
+                             squeeze=False, sharey=True)
+    axes = axes.ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    counts, handles = [], {}
+    for ax, (ptitle, series) in zip(axes, panels, strict=False):
+        for lab, runs in series:
+            runs = [r for r in runs if len(r[0])]
             if not runs:
                 continue
-            n = min(len(r) for r in runs)
-            y = scale * np.array([[np.nan if v is None else v for v in r[:n]] for r in runs],
-                                 dtype=float)
-            x = np.asarray(steps[:n], dtype=float)
-            ls = _STYLES[style % len(_STYLES)] if isinstance(style, int) else style
-            c = colors[i % len(colors)] if isinstance(style, int) else None
-            (line,) = ax.plot(x, np.nanmean(y, axis=0), ls, color=c, lw=1.4,
-                              label=f"{label} (n={len(runs)})")
+            counts.append(len(runs))
+            x, mean, std = _mean_std(runs, scale)
+            color, ls = look[lab]
+            (line,) = ax.plot(x, mean, ls, color=color, lw=1.5, label=str(lab))
+            handles.setdefault(str(lab), line)
             if len(runs) > 1:
-                ax.fill_between(x, np.nanmin(y, axis=0), np.nanmax(y, axis=0),
-                                color=line.get_color(), alpha=0.15, lw=0)
-        ax.set_title(ptitle)
+                ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15, lw=0)
+        if ptitle:
+            ax.set_title(ptitle)
         ax.set_xlabel(xlabel)
+        ax.xaxis.get_major_locator().set_params(integer=True)  # steps, not 2.5
+        ax.grid(alpha=0.3)
+    for ax in axes[::cols]:
         ax.set_ylabel(ylabel)
-        if ylim is not None:
-            ax.set_ylim(*ylim)
-    _finish(fig, axes, path, title)
+    if handles:  # once, right of the first row
+        axes[min(n, cols) - 1].legend(list(handles.values()), list(handles), title=axis,
+                                      loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                                      fontsize=9, title_fontsize=9)
+    note = band_note(counts)
+    fig.suptitle(f"{title}\n{note}" if title else note, fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return fig
 
 
 def xy_panels(panels, path, xlabel: str, ylabel: str, title: str = "", logx: bool = False,
@@ -142,7 +189,8 @@ def bn_paper_figure(acc_series, pct_panels, path, title: str = "") -> None:
     """Ioffe & Szegedy's Figure 1: (a) test accuracy over steps, with and without BN;
     (b, c) the 15th, 50th and 85th percentiles of one sigmoid input over training.
 
-    ``acc_series``: ``(label, steps, runs)`` as in :func:`curve_panels`; ``pct_panels``:
+    ``acc_series``: ``(label, steps, runs)``, the runs' curves on the same steps (line: their
+    mean; band: their minimum to maximum); ``pct_panels``:
     ``(panel_title, steps, {"p15": [...], "p50": [...], "p85": [...]})`` (one seed).
     """
     fig, axes = _grid(1 + len(pct_panels), width=4.6)

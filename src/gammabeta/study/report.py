@@ -122,13 +122,28 @@ def best_curve_accuracy(rows) -> float:
 
 
 def curve_series(rows_by_label: dict, key: str = "test_accuracy") -> list:
-    """``(label, steps, runs, style)`` series for :func:`figures.curve_panels`."""
+    """``(label, runs)`` series for :func:`figures.compare_curves`, ``runs`` holding each
+    run's ``(steps, values)`` of ``key`` (runs without a curve left out, as are labels
+    without any)."""
     out = []
-    for i, (label, rows) in enumerate(rows_by_label.items()):
-        ok = [r for r in rows if r.get("curve") and r["curve"]["step"]]
-        if ok:
-            out.append((label, ok[0]["curve"]["step"], [r["curve"][key] for r in ok], i))
+    for label, rows in rows_by_label.items():
+        runs = [(r["curve"]["step"], r["curve"][key]) for r in rows
+                if (r.get("curve") or {}).get("step")]
+        if runs:
+            out.append((label, runs))
     return out
+
+
+def curves_figure(panels, out: Path, axis: str, title: str = "", what: str = "",
+                  name: str = "curves.png") -> tuple[str, str]:
+    """Draw :func:`figures.compare_curves` into ``out / name``; returns ``(name, caption)``,
+    the caption saying what the lines, bands and panels are (``what`` names the panels)."""
+    from .figures import band_note, compare_curves
+
+    compare_curves(panels, out / name, axis, title=title)
+    counts = [len(runs) for _, series in panels for _, runs in series]
+    return name, (f"Test accuracy (%) over training steps, one line per {axis} setting"
+                  f"{'; ' + what if what else ''}; {band_note(counts)}.")
 
 
 def chance(rows) -> float:
@@ -149,10 +164,9 @@ def acc_at(rows, fraction: float) -> dict:
     return summary(vals)
 
 
-def generic(spec, rows, out: Path) -> tuple[list[str], list[str]]:
-    """Any study: accuracy per setting, steps to 90% of the best, curves by the first axis."""
-    from .figures import curve_panels
-
+def generic(spec, rows, out: Path) -> tuple[list[str], list]:
+    """Any study: accuracy per setting, steps to 90% of the best, and the curves comparing
+    the first axis's settings (:func:`generic_figure`)."""
     axes = list(spec.axes)
     g = groups(rows, *axes)
     top = 0.9 * best_curve_accuracy(rows)
@@ -167,14 +181,24 @@ def generic(spec, rows, out: Path) -> tuple[list[str], list[str]]:
         text.append(f"- Best setting: {', '.join(best) or 'the base config'} at "
                     f"{fmt(ok[best])}%; worst: {', '.join(worst) or '-'} at {fmt(ok[worst])}%; "
                     f"difference {diff_text(ok[best], ok[worst])}.")
-    figs = []
-    if axes:
-        panels = [(f"{axes[0]} = {lab}", curve_series(
-            {", ".join(k[1:]) or lab: v for k, v in g.items() if k[0] == lab}))
-            for lab in dict.fromkeys(k[0] for k in g)]
-        curve_panels(panels, out / "curves.png", title=spec.title)
-        figs.append("curves.png")
+    figs = [generic_figure(axes, rows, out, spec.title)] if rows else []
     return ["## Results", *body, "## Conclusion", *(text or ["- No finished runs."])], figs
+
+
+def generic_figure(axes: list, rows, out: Path, title: str = "") -> tuple[str, str]:
+    """curves.png: the test-accuracy curves comparing the first axis's settings, one line
+    each, in one panel (one per combination of the other axes' values, on one shared y
+    axis). Returns ``(file name, caption)`` for the report."""
+    first, others = (axes[0], axes[1:]) if axes else ("setting", [])
+    g = groups(rows, *axes)
+    firsts = list(dict.fromkeys(k[0] for k in g)) if axes else ["base config"]
+    panels = [(", ".join(f"{a} = {v}" for a, v in zip(others, rest, strict=True)),
+               curve_series({lab: g.get((lab, *rest), []) if axes else rows
+                             for lab in firsts}))
+              for rest in dict.fromkeys(k[1:] for k in g)]
+    what = (f"one panel per {' × '.join(others)}, all panels on the same y axis" if others
+            else "")
+    return curves_figure(panels, out, first, title, what)
 
 
 def reports() -> dict:
@@ -208,7 +232,11 @@ def _csv(spec, rows) -> str:
 
 
 def write_outputs(spec, rows, out, command: str = "") -> list[str]:
-    """Write results.csv, results.json, the figures and report.md into ``out``."""
+    """Write results.csv, results.json, the figures and report.md into ``out``.
+
+    An analysis names each figure by its file, or by ``(file, caption)``: the caption goes
+    under the figure in report.md (what the lines, bands and panels show).
+    """
     out = Path(out)
     atomic_write_text(out / "results.csv", _csv(spec, rows))
     atomic_write_text(out / "results.json", json.dumps(
@@ -234,9 +262,13 @@ def write_outputs(spec, rows, out, command: str = "") -> list[str]:
              table(["axis", "values"], axes_rows) if axes_rows else "", ""]
     for s in sections:
         lines += [s, ""]
-    lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figs] + [
-        "", "## Files", "",
+    figs = [(f, "") if isinstance(f, str) else tuple(f) for f in figs]  # (file, caption)
+    lines += ["## Figures", ""]
+    for f, caption in figs:
+        lines += [f"![{f}]({f})", ""] + ([f"*{f}: {caption}*", ""] if caption else [])
+    lines += [
+        "## Files", "",
         "- `results.csv`, `results.json`: one row per run with its full config "
         "(`results.json` also holds the curves); `results.jsonl`: the resumable log.", ""]
     atomic_write_text(out / "report.md", "\n".join(lines))
-    return ["results.csv", "results.json", "report.md", *figs]
+    return ["results.csv", "results.json", "report.md", *(f for f, _ in figs)]
