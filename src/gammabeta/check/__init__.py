@@ -45,10 +45,10 @@ def check(obj_or_path, **options):
         ``backward``, ``kind`` ("auto", "batchnorm", "spatial_batchnorm", "layernorm",
         "groupnorm" or "layer"), ``groups`` (group norm, default 2), ``timeout`` (seconds per
         call, default 20), ``memory`` ("4G"), ``strict_pytorch``, ``seed``, ``init_args``
-        ("3, momentum=0.1" or a tuple), ``shapes`` (``--kind layer``: "4,5;5,3;3"), and
-        attribute names ``gamma_attr``, ``beta_attr``, ``running_mean_attr``,
-        ``running_var_attr``, ``dgamma_attr``, ``dbeta_attr``, ``momentum_attr``,
-        ``eps_attr``, ``mode_attr``.
+        ("64, momentum=0.1" or a tuple; the inputs get the width they give), ``shapes``
+        (``--kind layer``: "4,5;5,3;3"), and attribute names ``gamma_attr``, ``beta_attr``,
+        ``running_mean_attr``, ``running_var_attr``, ``dgamma_attr``, ``dbeta_attr``,
+        ``momentum_attr``, ``eps_attr``, ``mode_attr``.
 
     Returns
     -------

@@ -26,6 +26,7 @@ from .evalmode import check_eval_after_training, check_eval_mode, check_train_eq
 from .numerics import check_float32, check_large_offset, check_nchw, check_tiny_variance
 from .running import check_running
 from .sandbox import UserFailure
+from .width import width_mismatch
 
 __all__ = ["BATCHNORM_CHECKS", "checks_for"]
 
@@ -53,6 +54,8 @@ def check_runs(ctx) -> None:
             except UserFailure:
                 y = None
         if y is None:
+            if width_mismatch(ctx, e):  # fed a width --init-args may not build: run.py says so
+                raise e from None
             ctx.add("forward_runs", "fail", "forward runs", e.message, details=e.tail)
             raise Abort("the forward pass does not run (see forward_runs)") from None
     if not np.all(np.isfinite(y)):

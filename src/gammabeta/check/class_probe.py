@@ -59,12 +59,16 @@ class Discovery:
     def _ctor_args(self, c, gamma, beta, momentum, groups, shape_as_tuple=False):
         """Positional and keyword arguments for the constructor, from its parameter names."""
         if self.init_args is not None or self.init_kwargs:
-            kw = dict(self.init_kwargs)
-            if momentum is not None:
-                name = self._ctor_momentum_name()
-                if name:
+            args, kw = list(self.init_args or []), dict(self.init_kwargs)
+            name = self._ctor_momentum_name() if momentum is not None else None
+            if name:  # the momentum under test, where the given arguments put it
+                pos = [p.name for p in self.sig.parameters.values()
+                       if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:len(args)]
+                if name in pos:
+                    args[pos.index(name)] = momentum
+                else:
                     kw[name] = momentum
-            return list(self.init_args or []), kw, "given"
+            return args, kw, "given"
         args, kw = [], {}
         if self.sig is None:
             return [c], kw, "guessed"
@@ -114,6 +118,12 @@ class Discovery:
         try:
             obj = self.cls(*args, **kw)
         except TypeError:
+            if how == "given" and self.sig is not None:  # a usage error, not the code's
+                try:
+                    self.sig.bind(*args, **kw)
+                except TypeError as e:
+                    raise Unusable(f"the --init-args do not fit {self.name}{self.sig}: {e}; "
+                                   "give them as the constructor takes them") from None
             if how != "inferred" or not any(isinstance(v, int) for v in kw.values()):
                 raise
             args, kw, how = self._ctor_args(c, gamma, beta, momentum, groups, True)

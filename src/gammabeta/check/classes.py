@@ -47,6 +47,7 @@ from .names import (
     RecordingOptimizer,
     arrays_of,
 )
+from .width import given_width
 
 __all__ = ["NormClass"]
 
@@ -70,6 +71,7 @@ class NormClass(Discovery):
         self.constructed = ""
         self.c = self.groups = None
         self.sig = self._signature(cls)
+        self._width = None
 
     @staticmethod
     def _signature(cls):
@@ -84,7 +86,16 @@ class NormClass(Discovery):
                 "forward_call": f"{self.name}.{self.fwd_name or 'forward'}",
                 "backward_call": f"{self.name}.{self.bwd_name or 'backward'}",
                 "paths": self.paths, "mode": None if self.mode is None else list(self.mode),
-                "discovered": self.discovered}
+                "discovered": self.discovered, "width": self.given_width()}
+
+    def given_width(self):
+        """The width (and groups) --init-args fix, found once; None when none were given."""
+        if self.init_args is None and not self.init_kwargs:
+            return None
+        if self._width is None:
+            self._width = given_width(self.cls, self.name, self.sig, self.init_args,
+                                      self.init_kwargs, self.attrs)
+        return self._width
 
     # ----- calls ------------------------------------------------------------------------------
     def _mode_value(self, sense, train: bool, current=None):

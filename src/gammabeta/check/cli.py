@@ -14,6 +14,9 @@ examples:
   gammabeta check layers.py                            every normalization in the file
   gammabeta check layers.py:batchnorm_forward          one cs231n-style forward/backward pair
   gammabeta check my_bn.py:BatchNorm                   one class with forward()/backward()
+  gammabeta check my_bn.py:BatchNorm --init-args '64, momentum=0.1'
+                                                       built as BatchNorm(64, momentum=0.1),
+                                                       fed inputs of 64 features
   gammabeta check my_layers.py:affine_forward --kind layer --shapes '4,5;5,3;3'
 exit status: 0 when no check fails (notes and warnings allowed), 1 when one fails, 2 on bad
 usage or when the layer could not be driven (the report says which flag to give).
@@ -43,10 +46,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "finite differences only)")
     p.add_argument("--groups", type=int, default=2, metavar="G",
                    help="groupnorm: the number of groups to test with (default 2, with 3 "
-                        "channels a group)")
+                        "channels a group; groups given in --init-args win)")
     p.add_argument("--init-args", metavar="ARGS",
                    help="constructor arguments as Python literals, e.g. '64, momentum=0.1' "
-                        "(default: inferred from the constructor's parameter names)")
+                        "for BatchNorm(num_features, momentum=...); the inputs then get as "
+                        "many features (and groups) as the arguments say (default: inferred "
+                        "from the constructor's parameter names)")
     p.add_argument("--shapes", metavar="S1;S2",
                    help="--kind layer: shapes of the forward's array arguments, e.g. '4,5;5,3;3'")
     g = p.add_argument_group("attribute names (class style; found by name or by probing "

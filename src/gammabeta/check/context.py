@@ -41,6 +41,9 @@ class Ctx:
         if self.norm.name == "groupnorm":  # C/G = 3 channels a group (4 when G = 3)
             self.c, self.n = self.groups * (4 if self.groups == 3 else 3), 2
         self.spatial: tuple = tuple(self.norm.spatial)  # (H, W) for (N, C, H, W) input
+        from .width import fit_width
+
+        self.width_note = fit_width(self, info)  # the width --init-args fix, or why not
         self.eps = 1e-5
         self.nominal_eps = 1e-5  # what the checker asked for (bn_param['eps'], the attribute)
         self.backward_ok = True

@@ -7,6 +7,7 @@ from .context import Abort, Ctx
 from .options import CheckOptions
 from .report import Finding, Report
 from .sandbox import Sandbox, UserFailure
+from .width import width_mismatch
 
 __all__ = ["run_check", "run_all"]
 
@@ -16,11 +17,12 @@ def run_all(targets, opts: CheckOptions) -> list[Report]:
     return [run_check(load, target, opts) for load, target in targets]
 
 
-def _setup_error(report: Report, message: str) -> Report:
+def _setup_error(report: Report, message: str, details=()) -> Report:
     """The checker could not drive the target (a constructor argument it cannot guess, ...)."""
     report.add(Finding("setup", "error", "driving the layer", message,
                        cause="give what is missing with --init-args, --kind, --shapes or the "
-                             "attribute flags (see gammabeta check --help)"))
+                             "attribute flags (see gammabeta check --help)",
+                       details=list(details)))
     return report
 
 
@@ -46,8 +48,13 @@ def run_check(load: dict, target: str, opts: CheckOptions) -> Report:
             report.add(Finding("import", "fail", "import", e.message, details=e.tail))
             return report
         report.description = info.get("describe", "")
-        ctx = Ctx(sb, opts, report, info, norm=norm, groups=opts.groups)
-        if norm is not None and norm.name == "groupnorm":
+        try:
+            ctx = Ctx(sb, opts, report, info, norm=norm, groups=opts.groups)
+        except UserFailure as e:  # --init-args whose channels do not split into the groups
+            return _setup_error(report, e.message)
+        if ctx.width_note:
+            report.description += f"; {ctx.width_note}"
+        elif norm is not None and norm.name == "groupnorm":
             report.description += f"; C = {ctx.c} channels in G = {ctx.groups} groups"
         aborted = None
         for key, title, fn, needs_backward in checks:
@@ -65,6 +72,9 @@ def run_check(load: dict, target: str, opts: CheckOptions) -> Report:
             except UserFailure as e:
                 if e.kind == "config":
                     return _setup_error(report, e.message)
+                mismatch = width_mismatch(ctx, e) if key == "forward_runs" else None
+                if mismatch:  # fed a width the --init-args may not build: not a verdict
+                    return _setup_error(report, *mismatch)
                 report.add(Finding(key, "fail", title, e.message, details=e.tail))
                 if key == "forward_runs":  # it does not even construct: nothing else can run
                     aborted = "the layer does not run (see forward_runs)"
