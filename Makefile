@@ -3,42 +3,57 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: clean-jit demo test lint bench fuzz soak install clean
+.PHONY: clean-jit demo test lint bench fuzz soak install clean docs docs-check figures
 
+# .venv/.installed: what running needs (make demo); .venv/.installed-test adds the test,
+# docs and benchmark references (torch, onnx, dask, mpi, mkdocs) for make test
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
-	# torch==2.13.0 (a test/benchmark reference only) resolves to this machine's local CPU wheel
-	$(PY) -m pip install -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .
 	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP) pyproject.toml
+	# torch==2.13.0 (a test/benchmark reference only) resolves to this machine's local CPU wheel
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(TEST_STAMP)
 
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/gammabeta demo
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 
-bench: $(STAMP)
+docs: $(TEST_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-check: docs
+	$(PY) tools/docs_check.py site
+
+figures: $(STAMP)
+	$(PY) tools/figures.py $(if $(MNIST_DIR),--mnist-dir $(MNIST_DIR))
+
+bench: $(TEST_STAMP)
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/run.py
 	$(PY) benchmarks/distributed.py
 
-fuzz: $(STAMP)
+fuzz: $(TEST_STAMP)
 	# coverage-guided fuzzing of every untrusted-file loader; new inputs grow fuzz/corpus
 	$(PY) fuzz/fuzz_loaders.py -max_total_time=$${FUZZ_SECONDS:-600} -timeout=10 \
 		-rss_limit_mb=2048 fuzz/corpus
 
-soak: $(STAMP)
+soak: $(TEST_STAMP)
 	$(PY) benchmarks/soak.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site site-screenshots
 	$(MAKE) clean-jit
 
 # numba's on-disk cache checks only each function's own file: after editing a kernel module,
