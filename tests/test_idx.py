@@ -126,8 +126,9 @@ def test_load_mnist_standard_gz_names_are_verified(tmp_path):
 
 
 def test_load_mnist_missing_files(tmp_path):
-    with pytest.raises(DataError, match=r"does not exist; looked for train-images-idx3-ubyte"
-                       r".*t10k-labels-idx1-ubyte.*--download"):
+    with pytest.raises(DataError, match=r"does not exist; expected t10k-images-idx3-ubyte and "
+                       r"t10k-labels-idx1-ubyte .*train-images-idx3-ubyte.*--data-dir DIR.*"
+                       r"--download, download=True"):
         load_mnist(tmp_path / "nowhere", cache_dir=tmp_path)
     write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((2, 28, 28), np.uint8))
     with pytest.raises(DataError, match="found t10k-images-idx3-ubyte but not t10k-labels"):

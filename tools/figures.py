@@ -83,7 +83,7 @@ def measure(rows, seeds: int, mnist_dir: str | None) -> list[dict]:
             print(f"  {name}, seed {seed}: {accs[-1]:.1f}%  {secs[-1]:.1f} s", flush=True)
         out.append({"row": name, "paper": paper, "command": command,
                     "mean": statistics.mean(accs), "std": statistics.stdev(accs),
-                    "per_seed": [round(a, 2) for a in accs],
+                    "per_seed": [round(a, 4) for a in accs],
                     "seconds_median": statistics.median(secs),
                     "seconds_min": min(secs), "seconds_max": max(secs)})
     return out

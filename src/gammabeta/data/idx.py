@@ -335,11 +335,13 @@ def load_mnist(
         if urls:
             source += f" (downloaded {len(urls)} files from {urls[0].rsplit('/', 1)[0]}/)"
     if not found:
-        looked = ", ".join(s for pair in _SPLITS.values() for s in pair)
+        train, test = _SPLITS["train"], _SPLITS["test"]
         where = f"{folder} does not exist" if not folder.exists() else f"none found in {folder}"
         raise DataError(
-            f"no {_TITLE[kind]} files: {where}; looked for {looked} (each raw or .gz); "
-            f"pass download=True (--download) to fetch them into {dl_dir}"
+            f"no {_TITLE[kind]} files: {where}; expected {test[0]} and {test[1]} (raw or "
+            f".gz; with {train[0]} and {train[1]} too if you have them, else the test images "
+            f"are split into train and test); give the folder holding them (--data-dir DIR, "
+            f"data_dir= in Python) or fetch them into {dl_dir} (--download, download=True)"
         )
     parts = {p: _load_pair(*paths, kind, verify) for p, paths in found.items()}
     if len(parts) == 2:
