@@ -81,6 +81,11 @@ def erf(x):
 # and 18.0–19.5 s without (2 cores, whole `gammabeta train` processes, alternating); the CNN's
 # BN inputs (100 × 32 × 40 and up) are 3–5× faster per call with them.
 KERNEL_MIN_SIZE = 32768
+# In evaluation BatchNorm is one affine pass, called a few times per epoch (the validation and
+# test sets in batches of 1,000): the kernels save ~1 ms per call on 2**18 elements, less than
+# loading Numba costs a process, so below this size evaluation runs the NumPy twin (and a
+# short run that only evaluates, or trains below KERNEL_MIN_SIZE, never loads Numba).
+EVAL_KERNEL_MIN_SIZE = 2**18
 _MODES = {"0": "off", "off": "off", "false": "off", "no": "off", "1": "auto", "auto": "auto",
           "on": "auto", "true": "auto", "yes": "auto", "force": "force", "always": "force"}
 _jit_mode = _MODES.get(os.environ.get("GAMMABETA_JIT", "auto").strip().lower(), "auto")
@@ -156,11 +161,12 @@ def _load_kernels():
     return _kernel_module or None
 
 
-def kernels(xp, size: int):
-    """The compiled-kernel module for a NumPy computation on ``size`` elements, or ``None``."""
+def kernels(xp, size: int, min_size: int | None = None):
+    """The compiled-kernel module for a NumPy computation on ``size`` elements, or ``None``
+    (in "auto" mode below ``min_size``, by default :data:`KERNEL_MIN_SIZE`)."""
     if xp is not numpy or _jit_mode == "off":
         return None
-    if _jit_mode == "auto" and size < KERNEL_MIN_SIZE:
+    if _jit_mode == "auto" and size < (KERNEL_MIN_SIZE if min_size is None else min_size):
         return None
     return _load_kernels()
 

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 from .. import init
-from ..backend import compute_dtype, kernels, namespace
+from ..backend import EVAL_KERNEL_MIN_SIZE, compute_dtype, kernels, namespace
 from ..errors import ShapeError
 from . import _args, _state
 from .module import Module, Parameter, check_float_input, is_grad_enabled
@@ -104,7 +104,7 @@ class _BatchNorm(Module):
         if use_batch and m <= 1:
             raise ShapeError(f"{self.describe()}: expected more than 1 value per channel "
                              f"when training, got input of shape {x.shape}")
-        kern = _kernels_for(xp, x3)
+        kern = _kernels_for(xp, x3, use_batch)
         if kern is not None:
             y3, k, d, inv_std = self._forward_kernels(kern, x3, use_batch, m)
         else:
@@ -190,7 +190,7 @@ class _BatchNorm(Module):
         self._cache = None  # backward consumes the cache (PyTorch frees saved tensors)
         xp = namespace(dy)
         dy3 = dy.astype(x3.dtype, copy=False).reshape(x3.shape)
-        kern = _kernels_for(xp, x3)
+        kern = _kernels_for(xp, x3, use_batch)
         if kern is not None and not dy3.flags.c_contiguous:
             dy3 = np.ascontiguousarray(dy3)
         if kern is not None:
@@ -236,11 +236,15 @@ def _compute_dtype(x_dtype, param_dtype):
     return cdt
 
 
-def _kernels_for(xp, x3):
-    """The Numba kernel module when it applies to ``x3`` (NumPy, float32/64, C-contiguous)."""
+def _kernels_for(xp, x3, use_batch: bool):
+    """The Numba kernel module when it applies to ``x3`` (NumPy, float32/64, C-contiguous).
+
+    With running statistics (evaluation) the layer is one affine pass, run a few times per
+    epoch: the kernels pay for loading Numba only on large inputs
+    (:data:`gammabeta.backend.EVAL_KERNEL_MIN_SIZE`)."""
     if x3.dtype not in (np.float32, np.float64) or not x3.flags.c_contiguous:
         return None
-    return kernels(xp, x3.size)
+    return kernels(xp, x3.size, None if use_batch else EVAL_KERNEL_MIN_SIZE)
 
 
 def _col(v, dtype):
