@@ -65,6 +65,23 @@ def test_pickle_is_refused_without_running_it(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_safetensors_whose_header_length_starts_like_a_pickle_loads(tmp_path, protocol):
+    """A header of 0x0280 (or 0x0580) bytes makes a safetensors file start with 80 02 (80 05),
+    a pickle's protocol opcode: it is still a safetensors file and must load."""
+    w = np.arange(3, dtype=np.float32)
+    body = {"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]},
+            "__metadata__": {"note": "x"}}
+    size = 0x80 | (protocol << 8)
+    text = json.dumps(body).encode()
+    header = text + b" " * (size - len(text))
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + w.tobytes())
+    assert path.read_bytes()[:2] == bytes([0x80, protocol])
+    tensors, meta = load_checkpoint(path)
+    assert np.array_equal(tensors["w"], w) and meta == {"note": "x"}
+
+
 def test_truncated_and_garbage_files(tmp_path):
     good = save_checkpoint(tmp_path / "g.safetensors", small_model().state_dict()).read_bytes()
     cut = tmp_path / "cut.safetensors"

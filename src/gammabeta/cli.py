@@ -101,6 +101,9 @@ def _fail(message: str, code: int, debug: bool) -> int:
     if mpi is not None and mpi.COMM_WORLD.Get_size() > 1:  # one failing rank ends the job
         print(f"gammabeta: error: [rank {mpi.COMM_WORLD.Get_rank()}] {message}; stopping "
               "every rank (the last complete checkpoint is kept)", file=sys.stderr, flush=True)
+        import time
+
+        time.sleep(0.5)  # mpiexec forwards each rank's stderr: let the line out before Abort
         mpi.COMM_WORLD.Abort(code)
     print(f"gammabeta: error: {message}", file=sys.stderr)
     return code

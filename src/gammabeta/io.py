@@ -137,7 +137,11 @@ def load_checkpoint(path) -> tuple[dict, dict]:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
     except OSError as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from e
-    if data[:2] in _PICKLE_MAGIC or data[:4] == _ZIP_MAGIC:
+    n = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+    safetensors_like = 0 < n <= _MAX_HEADER and 8 + n <= len(data) and data[8:9] == b"{"
+    # a safetensors header length of 640 + 65,536·k bytes starts with the bytes of a pickle's
+    # protocol-2 opcode (80 02): only a file that cannot be safetensors is called a pickle
+    if not safetensors_like and (data[:2] in _PICKLE_MAGIC or data[:4] == _ZIP_MAGIC):
         raise CheckpointError(
             f"{path} looks like a pickle or torch.save() file; gammabeta never loads pickles "
             "(they can run code). Save it as safetensors instead (safetensors.torch.save_file)"
