@@ -16,7 +16,6 @@ import numpy as np
 from ..backend import is_floating
 from ..errors import StateDictError
 from . import _state
-from ._args import ConfigTypeError as _ConfigTypeError
 from .mode import (  # noqa: F401  (re-exported: layers import them from here)
     check_finite,
     check_float_input,
@@ -26,6 +25,7 @@ from .mode import (  # noqa: F401  (re-exported: layers import them from here)
     no_grad,
     set_detect_anomaly,
 )
+from .parameter import Parameter
 
 __all__ = [
     "Parameter",
@@ -37,73 +37,6 @@ __all__ = [
     "set_detect_anomaly",
     "is_anomaly_enabled",
 ]
-
-class Parameter:
-    """A trainable array: ``data`` holds the values, ``grad`` the accumulated gradient.
-
-    A layer's backward adds ∂L/∂θ with :meth:`accumulate` (``grad ← grad + g``; allocated in
-    ``data``'s dtype on first use; ignored for a frozen parameter); an optimizer updates
-    ``data`` in place from ``grad``; :meth:`Module.zero_grad` resets ``grad`` to ``None``.
-    Assigning a Parameter to a :class:`Module` attribute registers it.
-
-    Parameters
-    ----------
-    data : numpy.ndarray
-        The values (kept as given, not copied).
-    requires_grad : bool, default True
-        ``False`` freezes the parameter: :meth:`accumulate` ignores its gradients.
-
-    Attributes
-    ----------
-    grad : numpy.ndarray or None
-        The accumulated gradient (``data``'s shape and dtype); ``None`` before a backward.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from gammabeta.nn import Parameter
-    >>> p = Parameter(np.zeros((2, 3), dtype=np.float32))
-    >>> p, p.size, p.grad is None
-    (Parameter(shape=(2, 3), dtype=float32), 6, True)
-    >>> for _ in range(2):
-    ...     p.accumulate(np.ones((2, 3)))
-    >>> p.grad.tolist(), p.grad.dtype
-    ([[2.0, 2.0, 2.0], [2.0, 2.0, 2.0]], dtype('float32'))
-    >>> frozen = Parameter(np.zeros(2), requires_grad=False)
-    >>> frozen.accumulate(np.ones(2)) or frozen.grad is None
-    True
-    """
-
-    __slots__ = ("data", "grad", "requires_grad")
-
-    def __init__(self, data, requires_grad: bool = True):
-        self.data = data
-        self.grad = None
-        self.requires_grad = bool(requires_grad)
-
-    @property
-    def shape(self):
-        return self.data.shape
-
-    @property
-    def dtype(self):
-        return self.data.dtype
-
-    @property
-    def size(self) -> int:
-        return int(self.data.size)
-
-    def accumulate(self, g) -> None:
-        """Add ``g`` to ``.grad`` (allocating it on first use), unless the parameter is frozen."""
-        if not self.requires_grad:
-            return
-        if self.grad is None:
-            self.grad = g.astype(self.data.dtype, copy=True)
-        else:
-            self.grad += g
-
-    def __repr__(self) -> str:
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
 
 
 class Module:
@@ -442,70 +375,4 @@ class _HookHandle:
         self._hooks.pop(self._key, None)
 
 
-class Sequential(Module):
-    """A chain of layers: ``y = f_k(…f_2(f_1(x)))``; backward runs them in reverse.
-
-        forward:   x_0 = x,   x_i = f_i(x_(i−1)),   y = x_k
-        backward:  g_k = dy,  g_(i−1) = f_i.backward(g_i),   dx = g_0
-
-    The layers are children named ``"0"``, ``"1"``, … (PyTorch's state-dict keys
-    ``"0.weight"``). ``seq[i]`` is a layer, ``seq[i:j]`` a new Sequential sharing the layers,
-    ``len(seq)`` the count; :meth:`append` adds a layer.
-
-    Parameters
-    ----------
-    *modules : Module
-        The layers, in order.
-
-    Shape
-    -----
-    - Input: what the first layer accepts.
-    - Output: what the last layer returns (the input itself when empty).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from gammabeta.nn import Linear, ReLU, Sequential
-    >>> rng = np.random.default_rng(0)
-    >>> model = Sequential(Linear(4, 8, rng=rng), ReLU(), Linear(8, 2, rng=rng))
-    >>> len(model), model.num_parameters(), list(model.state_dict())
-    (3, 58, ['0.weight', '0.bias', '2.weight', '2.bias'])
-    >>> x = rng.standard_normal((5, 4)).astype(np.float32)
-    >>> y = model(x)
-    >>> y.shape, model.backward(np.ones_like(y)).shape, model[2].weight.grad.shape
-    ((5, 2), (5, 4), (2, 8))
-    """
-
-    def __init__(self, *modules: Module):
-        super().__init__()
-        for m in modules:
-            self.append(m)
-
-    def __getitem__(self, i):
-        mods = list(self._modules.values())
-        if isinstance(i, slice):
-            return Sequential(*mods[i])
-        return mods[i]
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module: Module) -> Sequential:
-        if not isinstance(module, Module):
-            raise _ConfigTypeError(f"Sequential: layer {len(self._modules)} is a "
-                                   f"{type(module).__name__}; expected a Module")
-        self.add_module(str(len(self._modules)), module)
-        return self
-
-    def forward(self, x):
-        for m in self._modules.values():
-            x = m(x)
-        return x
-
-    def backward(self, dy):
-        for m in reversed(self._modules.values()):
-            dy = m.backward(dy)
-        return dy
+from .sequential import Sequential  # noqa: E402  (after Module, which it subclasses)
