@@ -127,7 +127,7 @@ def kernels_compiled() -> bool:
     """Whether Numba's on-disk cache already holds the BatchNorm kernels.
 
     If not, the first layer input large enough for them compiles them for this machine:
-    about a minute on 2 cores, once per install (``make install`` does it in advance).
+    30 s to a minute on 2 cores, once per install (``gammabeta train`` announces it).
     """
     import sys
     from pathlib import Path

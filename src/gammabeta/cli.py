@@ -53,7 +53,7 @@ def _demo(a, TrainConfig) -> int:  # noqa: N803 - the class, passed in
     return 0
 
 
-# The demo's three suggestions; tests/test_readme.py runs each of them.
+# The demo's three suggestions; tests/test_docs.py checks that each parses and names real files.
 _NEXT = [("gammabeta train --model cnn",
           "the BN CNN (8 conv layers): about 99% on the same data"),
          ("gammabeta check examples/broken_batchnorm/eval_eps_outside_sqrt.py",
