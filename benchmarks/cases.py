@@ -155,6 +155,85 @@ def bn_cases():
     return out
 
 
+# ----- LayerNorm, GroupNorm, InstanceNorm cases -------------------------------------------------
+# (label, layer constructor arguments, input shape)
+NORM_SHAPES = [("LayerNorm(1024)", ("LayerNorm", (1024,)), (256, 1024)),
+               ("LayerNorm(1024)", ("LayerNorm", (1024,)), (4096, 1024)),
+               ("LayerNorm(256)", ("LayerNorm", (256,)), (64, 128, 256)),
+               ("GroupNorm(32, 256)", ("GroupNorm", (32, 256)), (64, 256, 16, 16)),
+               ("GroupNorm(32, 64)", ("GroupNorm", (32, 64)), (128, 64, 32, 32)),
+               ("InstanceNorm2d(256, affine=True)", ("InstanceNorm2d", (256,)),
+                (64, 256, 16, 16))]
+NORM_MODES = [("forward+backward", 5), ("forward (eval)", 2)]
+
+
+def _norm_pair(kind: str, args: tuple):
+    """The gammabeta layer (random γ and β) and its PyTorch twin with the same values."""
+    import torch
+
+    from gammabeta.nn.groupnorm import GroupNorm
+    from gammabeta.nn.instancenorm import InstanceNorm2d
+    from gammabeta.nn.layernorm import LayerNorm
+
+    init = dict(weight_init="normal(mean=1, std=0.2)", bias_init="normal",
+                rng=np.random.default_rng(1))
+    if kind == "InstanceNorm2d":
+        ours, theirs = InstanceNorm2d(*args, affine=True, **init), torch.nn.InstanceNorm2d(
+            *args, affine=True)
+    else:
+        ours = {"LayerNorm": LayerNorm, "GroupNorm": GroupNorm}[kind](*args, **init)
+        theirs = getattr(torch.nn, kind)(*args)
+    with torch.no_grad():
+        theirs.weight.copy_(torch.from_numpy(ours.weight.data))
+        theirs.bias.copy_(torch.from_numpy(ours.bias.data))
+    return ours, theirs
+
+
+def norm_cases():
+    """LayerNorm, GroupNorm and InstanceNorm2d: forward+backward in training mode, and the
+    forward in evaluation mode (no gradient), against PyTorch's layers."""
+    import torch
+
+    out = []
+    for label, (kind, args), shape in NORM_SHAPES:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal(shape, dtype=np.float32) * 2 + 1
+        dy = rng.standard_normal(shape, dtype=np.float32)
+        size = x.nbytes
+        for mode, passes in NORM_MODES:
+            layer, tl = _norm_pair(kind, args)
+            tx, tdy = torch.from_numpy(x), torch.from_numpy(dy)
+            if mode == "forward (eval)":
+                layer.eval()
+                tl.eval()
+
+                def fg(layer=layer, x=x):
+                    with gnn.no_grad():
+                        layer(x)
+
+                def ft(tl=tl, tx=tx):
+                    with torch.no_grad():
+                        tl(tx)
+            else:
+                txg = tx.clone().requires_grad_(True)
+
+                def fg(layer=layer, x=x, dy=dy):
+                    layer.zero_grad()
+                    layer(x)
+                    layer.backward(dy)
+
+                def ft(tl=tl, txg=txg, tdy=tdy):
+                    tl.zero_grad()
+                    txg.grad = None
+                    tl(txg).backward(tdy)
+            note = ("read x, write y" if passes == 2 else
+                    "fwd: read x, write y; bwd: read x, read dy, write dx")
+            out.append(dict(name=f"{label} {shape} {mode}", group="LayerNorm/GroupNorm", gb=fg,
+                            torch=ft, bytes=passes * size,
+                            bytes_note=f"{passes} × {size / 1e6:.1f} MB ({note})"))
+    return out
+
+
 # ----- training steps --------------------------------------------------------------------------
 def _leaf_activation_bytes(model, xb) -> int:
     """Bytes of every new array a leaf layer outputs in one forward (views excluded)."""

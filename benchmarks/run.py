@@ -217,7 +217,7 @@ def main(argv=None) -> int:
     from gammabeta import backend
 
     kernels_on = backend.kernels(np, 1 << 30) is not None
-    builders = [cases.bn_cases, cases.step_cases, cases.epoch_case]
+    builders = [cases.bn_cases, cases.norm_cases, cases.step_cases, cases.epoch_case]
     rows = []
     for build in builders:
         built = build()

@@ -156,7 +156,7 @@ def test_batch_size_larger_than_the_data_and_trailing_single_sample():
 @pytest.mark.parametrize("param, value", [
     ("hidden", (0,)), ("lr", -1), ("gamma_init", "nope"), ("dropout", 1.0),
     ("optimizer", "rmsprop"), ("schedule", "linear"), ("batch_size", 1), ("epochs", 0),
-    ("act", "swish"), ("norm", "layer"), ("random_state", "seed"), ("random_state", -1),
+    ("act", "swish"), ("norm", "weight"), ("random_state", "seed"), ("random_state", -1),
 ])
 def test_bad_params_raise_value_error_naming_the_param(param, value):
     clf = BNClassifier(**{param: value})  # __init__ only stores

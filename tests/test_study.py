@@ -64,11 +64,14 @@ def test_spec_errors_name_the_file_the_key_and_the_valid_keys(tmp_path, text, wh
 def test_builtins_load_at_every_scale_and_quick_is_smaller():
     names = builtin_names()
     assert set(names) == {"gamma-beta", "weight-scale", "bn-paper", "gamma-l1", "bn-only",
-                          "zero-gamma", "sync-bn"}
+                          "zero-gamma", "sync-bn", "small-gamma", "small-batch", "precise-bn",
+                          "gamma-beta-norms"}
     for n in names:
         sizes = [len(expand(load_spec(n, scale))) for scale in ("full", "quick", "tiny")]
         assert sizes[0] >= sizes[1] >= sizes[2] >= 1
     assert len(expand(load_spec("gamma-beta"))) == 6 * 2 * 2 * 5
+    assert len(expand(load_spec("small-gamma"))) == 2 * 3 * 2 * 15  # 15 seeds, paired tests
+    assert len(expand(load_spec("small-batch"))) == 5 * 6 * 5
     spec = load_spec("bn-paper", data_dir="/data/mnist")
     assert spec.base["data"] == "mnist" and spec.base["data_dir"] == "/data/mnist"
 
@@ -214,7 +217,8 @@ def test_process_pool_and_dask_give_the_same_numbers_as_in_process(tmp_path):
 
 # ----- the built-in studies, end to end at tiny scale -------------------------------------------
 @pytest.mark.parametrize("name", ["gamma-beta", "weight-scale", "bn-paper", "gamma-l1",
-                                  "bn-only", "zero-gamma"])
+                                  "bn-only", "zero-gamma", "small-gamma", "small-batch",
+                                  "precise-bn", "gamma-beta-norms"])
 def test_builtin_study_runs_end_to_end(tmp_path, name):
     out = tmp_path / name
     assert main(["run", name, "--tiny", "--out", str(out), "--workers", "1", "--quiet"]) == 0

@@ -87,8 +87,8 @@ def test_builders_and_their_errors():
         build_model("mlpp", (8,), 2)
     with pytest.raises(ConfigError, match="residual blocks need equal widths"):
         build_model("resmlp", (8,), 2, hidden="32,16")
-    with pytest.raises(ConfigError, match="unknown norm 'layer'"):
-        build_model("mlp", (8,), 2, norm="layer")
+    with pytest.raises(ConfigError, match="unknown norm 'weight'; expected one of batch, layer"):
+        build_model("mlp", (8,), 2, norm="weight")
     with pytest.raises(ConfigError, match="hidden='a,b': expected comma-separated integers"):
         build_model("mlp", (8,), 2, hidden="a,b")
 

@@ -13,7 +13,7 @@ import numpy
 
 __all__ = ["namespace", "to_numpy", "compute_dtype", "is_floating", "kernels", "set_jit",
            "jit_mode", "jit", "kernel_info", "accumulate_new", "kernels_compiled",
-           "set_compile_notice"]
+           "set_compile_notice", "norm_kernels"]
 
 
 def namespace(*arrays):
@@ -90,6 +90,7 @@ _MODES = {"0": "off", "off": "off", "false": "off", "no": "off", "1": "auto", "a
           "on": "auto", "true": "auto", "yes": "auto", "force": "force", "always": "force"}
 _jit_mode = _MODES.get(os.environ.get("GAMMABETA_JIT", "auto").strip().lower(), "auto")
 _kernel_module = None  # None: not tried yet; False: unavailable
+_norm_kernel_module = None  # the same for LayerNorm/GroupNorm/InstanceNorm (nn._norm_kernels)
 
 
 def set_jit(mode) -> str:
@@ -169,6 +170,43 @@ def kernels(xp, size: int, min_size: int | None = None):
     if _jit_mode == "auto" and size < (KERNEL_MIN_SIZE if min_size is None else min_size):
         return None
     return _load_kernels()
+
+
+def _load_norm_kernels():
+    global _norm_kernel_module, _compile_notice
+    if _norm_kernel_module is None:
+        if _compile_notice is not None and not _norm_kernels_compiled():
+            notice, _compile_notice = _compile_notice, None
+            notice()
+        try:
+            from .nn import _norm_kernels
+
+            _norm_kernel_module = _norm_kernels
+        except ImportError:  # numba not installed: the NumPy path
+            _norm_kernel_module = False
+    return _norm_kernel_module or None
+
+
+def _norm_kernels_compiled() -> bool:
+    """Whether Numba's on-disk cache holds the LayerNorm/GroupNorm/InstanceNorm kernels."""
+    import sys
+    from pathlib import Path
+
+    cache = Path(__file__).parent / "nn" / "__pycache__"
+    tag = f"py{sys.version_info[0]}{sys.version_info[1]}"
+    return all(any(cache.glob(f"_norm_kernels.{f}-*.{tag}.nbi"))
+               for f in ("_forward_rows", "_backward_rows"))
+
+
+def norm_kernels(xp, size: int, min_size: int | None = None):
+    """The compiled kernels of LayerNorm, GroupNorm and InstanceNorm
+    (:mod:`gammabeta.nn._norm_kernels`) for a NumPy computation on ``size`` elements, or
+    ``None``: the same rules as :func:`kernels` (mode, ``min_size``)."""
+    if xp is not numpy or _jit_mode == "off":
+        return None
+    if _jit_mode == "auto" and size < (KERNEL_MIN_SIZE if min_size is None else min_size):
+        return None
+    return _load_norm_kernels()
 
 
 def kernel_info() -> str:

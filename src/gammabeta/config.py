@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
+from .models.norms import DEFAULT_GROUPS, NORMS
 from .recipes import recipe
 
 __all__ = ["Option", "TrainConfig", "recipe", "MODEL_FLAGS", "check_option", "describe", "MODELS",
@@ -226,8 +227,30 @@ class TrainConfig:
     model: str = _opt("mlp", "str", "the network", choices=MODELS)
     hidden: str | None = _opt(None, "hidden", "hidden widths (mlp, resmlp), e.g. 256,256",
                               optional=True)
-    norm: str = _opt("batch", "str", "normalization after each Linear/Conv",
-                     choices=("batch", "none"))
+    norm: str = _opt("batch", "str", "normalization after each Linear/Conv: batch, layer, "
+                     "group (GroupNorm), instance, renorm (Batch Renormalization), ghost "
+                     "(Ghost BatchNorm) or none", choices=NORMS)
+    groups: int | None = _opt(None, "int", "GroupNorm's groups (--norm group); they must divide "
+                              "every layer's width", lo=1, hi=LIMITS["channels"], optional=True,
+                              unset=f"{DEFAULT_GROUPS}, or the largest divisor of the width "
+                                    "below it")
+    virtual_batch_size: int | None = _opt(None, "int", "samples per ghost batch (--norm ghost): "
+                                          "statistics per chunk of the batch", lo=2,
+                                          hi=LIMITS["batch_size"], optional=True,
+                                          unset="a quarter of --batch-size, at least 2")
+    renorm_r_max: float | None = _opt(None, "float", "Batch Renorm's final r_max (--norm "
+                                      "renorm): r = σ_B/σ is clipped to [1/r_max, r_max]",
+                                      lo=1, hi=1e6, optional=True, unset="the layer's default")
+    renorm_d_max: float | None = _opt(None, "float", "Batch Renorm's final d_max: d = (μ_B − μ)/σ "
+                                      "is clipped to [−d_max, d_max]", lo=0, hi=1e6,
+                                      optional=True, unset="the layer's default")
+    renorm_warmup_steps: int | None = _opt(None, "int", "Batch Renorm: training steps with "
+                                           "r_max = 1, d_max = 0 (plain BatchNorm) before the "
+                                           "limits open", lo=0, hi=10**9, optional=True,
+                                           unset="the layer's default")
+    renorm_ramp_steps: int | None = _opt(None, "int", "Batch Renorm: steps over which r_max, "
+                                         "d_max then grow linearly to their final values", lo=0,
+                                         hi=10**9, optional=True, unset="the layer's default")
     act: str = _opt("relu", "str", "activation", choices=ACTIVATIONS)
     dropout: float | None = _opt(None, "float", "dropout probability", lo=0, hi=1,
                                  hi_open=True, optional=True)
@@ -237,6 +260,9 @@ class TrainConfig:
     gamma_init: str = _opt("ones", "init", "γ init: ones, zeros, uniform, slimming (0.5), "
                            "dcgan, a number, or 'normal(mean=1, std=0.1)'")
     beta_init: str = _opt("zeros", "init", "β init, as --gamma-init")
+    gamma_lr_scale: float = _opt(1.0, "float", "multiply the learning rate of every "
+                                 "normalization layer's γ by this (Davis & Frank 2022: 0.01, "
+                                 "with --gamma-init 0.1)", lo=0, lo_open=True, hi=1e3)
     optimizer: str = _opt("adamw", "str", "optimizer", choices=("adamw", "adam", "sgd"))
     lr: float | None = _opt(None, "float", "(peak) learning rate", lo=0, lo_open=True,
                             optional=True)
@@ -295,7 +321,7 @@ class TrainConfig:
                                                               values["model_options"], label)
             except ConfigError as e:
                 problems.append(str(e))
-            problems += _ignored(values, label)
+            problems += ignored_options(values, label)
         if problems:
             raise ConfigError("; ".join(problems))
         return dataclasses.replace(self, **values)
@@ -327,32 +353,24 @@ class TrainConfig:
         kw = dict(hidden=self.hidden, norm=self.norm, act=self.act, dropout=self.dropout,
                   weight_init=self.weight_init, bias_init=self.bias_init,
                   gamma_init=self.gamma_init, beta_init=self.beta_init)
-        return {**{k: v for k, v in kw.items() if v is not None}, **self.model_options}
+        kw = {k: v for k, v in kw.items() if v is not None}
+        norm_options = self.norm_options()
+        if norm_options:
+            kw["norm_options"] = norm_options
+        return {**kw, **self.model_options}
 
-
-def _ignored(v: dict, label) -> list[str]:
-    """Options that would be set but have no effect: said, not silently dropped."""
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    out = []
-    if v["norm"] == "none":
-        out += [f"{label(k)}={v[k]!r} sets BatchNorm's {k[:-5]}; with norm='none' there is "
-                "no BatchNorm" for k in ("gamma_init", "beta_init") if v[k] != defaults[k]]
-        if v["model_options"].get("zero_init_residual"):
-            out.append(f"{label('model_options.zero_init_residual')} zeroes BatchNorm's γ; with "
-                       "norm='none' there is no BatchNorm")
-    if v["hidden"] is not None and v["model"] not in ("mlp", "resmlp"):
-        out.append(f"{label('hidden')}={v['hidden']!r} sets the widths of mlp and resmlp; "
-                   f"model {v['model']!r} has none (its size: channels, layers)")
-    if v["optimizer"] != "sgd" and v["momentum"] != defaults["momentum"]:
-        out.append(f"{label('momentum')}={v['momentum']!r} applies to optimizer 'sgd', not "
-                   f"{v['optimizer']!r} (Adam's moments have their own betas)")
-    if v["data"].lower().endswith((".npz", ".csv")):
-        out += [f"{label(k)} applies to mnist/fashion, not to the file {v['data']!r}"
-                for k in ("data_dir", "download") if v[k]]
-    if v["norm"] == "batch" and v["batch_size"] < 2:
-        out.append(f"{label('batch_size')}={v['batch_size']}: BatchNorm needs at least 2 "
-                   "samples per batch (its variance of one sample is 0)")
-    return out
+    def norm_options(self) -> dict:
+        """The options of the chosen normalization layer (``norm_options`` of the builders)."""
+        if self.norm == "group" and self.groups is not None:
+            return {"groups": self.groups}
+        if self.norm == "ghost":
+            vbs = self.virtual_batch_size
+            return {"virtual_batch_size": max(2, self.batch_size // 4) if vbs is None else vbs}
+        if self.norm == "renorm":
+            return {k: getattr(self, "renorm_" + k) for k in ("r_max", "d_max", "warmup_steps",
+                                                               "ramp_steps")
+                    if getattr(self, "renorm_" + k) is not None}
+        return {}
 
 
 # Builder options with a flag of their own (``--channels 32`` -> model_options["channels"]).
@@ -367,26 +385,4 @@ _TRAIN_KEYS = ("hidden", "norm", "act", "dropout", "weight_init", "bias_init", "
                "beta_init")
 
 
-def check_model_options(model: str, options: dict, label=lambda name: name) -> dict:
-    """Check builder options against the builder's signature: the names it takes, and for
-    each, a value of its default's type (whole numbers from 1 to a size limit, true/false)."""
-    import inspect
-
-    from .models import BUILDERS
-
-    params = inspect.signature(BUILDERS[model]).parameters
-    valid = [k for k in params if k not in ("input_shape", "num_classes", "rng", *_TRAIN_KEYS)]
-    out = {}
-    for key, value in options.items():
-        where = label(f"model_options.{key}")
-        if key not in valid:
-            takes = f"it takes {', '.join(valid)}" if valid else "it takes none"
-            raise ConfigError(f"{where}: model {model!r} has no option {key!r}; {takes}")
-        o = MODEL_FLAGS.get(key)
-        if o is None:
-            default = params[key].default
-            o = (Option("bool", "") if isinstance(default, bool) else
-                 Option("int", "", lo=1, hi=LIMITS["channels"]) if isinstance(default, int)
-                 else Option("str", ""))
-        out[key] = check_option(key, value, o, where)
-    return out
+from .config_checks import check_model_options, ignored_options  # noqa: E402

@@ -62,8 +62,9 @@ class RunResult:
 
 
 def check_shares(cfg: TrainConfig, parallel, n_train: int) -> None:
-    """Per-worker BatchNorm needs at least 2 samples of every batch on every rank."""
-    if cfg.norm != "batch" or cfg.sync_bn:
+    """Per-worker BatchNorm needs at least 2 samples of every batch on every rank (Batch Renorm
+    and Ghost BN too: only ``norm="batch"`` becomes SyncBatchNorm)."""
+    if cfg.norm not in ("batch", "renorm", "ghost") or (cfg.sync_bn and cfg.norm == "batch"):
         return
     last = n_train % cfg.batch_size or cfg.batch_size
     smallest = min(parallel.min_share(cfg.batch_size), parallel.min_share(last))
@@ -102,8 +103,19 @@ def fingerprint(ds) -> str:
 
 
 def make_optimizer(cfg: TrainConfig, model):
-    """AdamW/Adam/SGD over two parameter groups: weight decay skips biases, γ and β."""
+    """AdamW/Adam/SGD over two parameter groups: weight decay skips biases, γ and β; with
+    ``gamma_lr_scale`` != 1 the normalization layers' γ form a third group whose learning
+    rate is ``lr · gamma_lr_scale`` (every schedule scales it alike)."""
     groups = optim.param_groups(model, cfg.weight_decay)
+    if cfg.gamma_lr_scale != 1:
+        from .models.norms import norm_gammas
+
+        gammas = {id(p) for p in norm_gammas(model)}
+        rest = [p for p in groups[1]["params"] if id(p) not in gammas]
+        groups = [groups[0], {**groups[1], "params": rest},
+                  {"params": [p for p in groups[1]["params"] if id(p) in gammas],
+                   "weight_decay": 0.0, "lr": cfg.lr * cfg.gamma_lr_scale}]
+        groups = [g for g in groups if g["params"]]
     name = cfg.optimizer.lower()
     if name == "adamw":
         return optim.AdamW(groups, lr=cfg.lr)
@@ -119,7 +131,8 @@ def make_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
     total = max(1, cfg.epochs * steps_per_epoch)
     name = cfg.schedule.lower()
     if name == "onecycle":
-        return optim.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total)
+        return optim.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                total_steps=total)
     if name == "cosine":
         return optim.CosineAnnealingLR(optimizer, T_max=total)
     if name == "step":

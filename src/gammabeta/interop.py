@@ -11,10 +11,11 @@ gammabeta's state dicts already use PyTorch's names and layouts (``"0.weight"`` 
   from the file) or an in-memory dict of tensors/arrays into a gammabeta model, checking every
   key and shape and naming the first mismatch.
 
-Supported layers: Sequential, Linear, Conv1d/2d, BatchNorm1d/2d, ReLU, LeakyReLU, Sigmoid, Tanh,
-GELU, Dropout, Flatten, Unflatten, Identity, MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d and
-:class:`~gammabeta.nn.Residual` (on the torch side a small ``Residual`` module with the same
-``block``/``shortcut`` children, so the keys ``"3.block.0.weight"`` agree).
+Supported layers: Sequential, Linear, Conv1d/2d, BatchNorm1d/2d, LayerNorm, GroupNorm,
+InstanceNorm1d/2d, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Dropout, Flatten, Unflatten, Identity,
+MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d and :class:`~gammabeta.nn.Residual` (on the
+torch side a small ``Residual`` module with the same ``block``/``shortcut`` children, so the
+keys ``"3.block.0.weight"`` agree).
 
 PyTorch is optional: it is imported inside the functions, never when this module is imported.
 """
@@ -30,6 +31,9 @@ import numpy as np
 
 from . import nn
 from .errors import ConfigError, StateDictError
+from .nn.groupnorm import GroupNorm
+from .nn.instancenorm import InstanceNorm1d, InstanceNorm2d
+from .nn.layernorm import LayerNorm
 
 __all__ = ["to_torch", "from_torch", "load_torch_state_dict", "torch_residual_class"]
 
@@ -80,6 +84,9 @@ def _leaf_to_torch(m: nn.Module, tnn, where: str):
         cls = tnn.BatchNorm1d if isinstance(m, nn.BatchNorm1d) else tnn.BatchNorm2d
         return cls(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
                    track_running_stats=m.track_running_stats)
+    norm = _norm_to_torch(m, tnn)
+    if norm is not None:
+        return norm
     if isinstance(m, nn.LeakyReLU):
         return tnn.LeakyReLU(m.negative_slope)
     if isinstance(m, nn.GELU):
@@ -109,9 +116,47 @@ def _leaf_to_torch(m: nn.Module, tnn, where: str):
                       "equivalent here; supported: " + _SUPPORTED)
 
 
-_SUPPORTED = ("Sequential, Residual, Linear, Conv1d/2d, BatchNorm1d/2d, ReLU, LeakyReLU, "
-              "Sigmoid, Tanh, GELU, Dropout, Flatten, Unflatten, Identity, MaxPool1d/2d, "
-              "AvgPool1d/2d, AdaptiveAvgPool1d/2d")
+_SUPPORTED = ("Sequential, Residual, Linear, Conv1d/2d, BatchNorm1d/2d, LayerNorm, GroupNorm, "
+              "InstanceNorm1d/2d, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Dropout, Flatten, "
+              "Unflatten, Identity, MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d")
+
+
+def _has_bias(m) -> bool:
+    """A normalization layer's ``bias`` argument (True when it has no γ/β at all)."""
+    return m.weight is None or m.bias is not None
+
+
+def _norm_to_torch(m: nn.Module, tnn):
+    """The torch twin of a LayerNorm, GroupNorm or InstanceNorm; ``None`` for other layers."""
+    if isinstance(m, LayerNorm):
+        return tnn.LayerNorm(m.normalized_shape, eps=m.eps,
+                             elementwise_affine=m.elementwise_affine, bias=_has_bias(m))
+    if isinstance(m, GroupNorm):
+        return tnn.GroupNorm(m.num_groups, m.num_channels, eps=m.eps, affine=m.affine,
+                             bias=_has_bias(m))
+    if isinstance(m, (InstanceNorm1d, InstanceNorm2d)):
+        cls = tnn.InstanceNorm1d if isinstance(m, InstanceNorm1d) else tnn.InstanceNorm2d
+        return cls(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
+                   track_running_stats=m.track_running_stats, bias=_has_bias(m))
+    return None
+
+
+def _norm_from_torch(t, tnn, dtype):
+    """The gammabeta twin of a torch LayerNorm, GroupNorm or InstanceNorm1d/2d; ``None`` for
+    other layers (γ and β start at 1 and 0: the torch values are loaded afterwards)."""
+    kind = type(t)
+    if kind is tnn.LayerNorm:
+        return LayerNorm(tuple(t.normalized_shape), eps=t.eps,
+                         elementwise_affine=t.elementwise_affine, bias=_has_bias(t),
+                         dtype=dtype)
+    if kind is tnn.GroupNorm:
+        return GroupNorm(t.num_groups, t.num_channels, eps=t.eps, affine=t.affine,
+                         bias=_has_bias(t), dtype=dtype)
+    if kind in (tnn.InstanceNorm1d, tnn.InstanceNorm2d):
+        cls = InstanceNorm1d if kind is tnn.InstanceNorm1d else InstanceNorm2d
+        return cls(t.num_features, eps=t.eps, momentum=t.momentum, affine=t.affine,
+                   track_running_stats=t.track_running_stats, bias=_has_bias(t), dtype=dtype)
+    return None
 
 
 def _tree_to_torch(m: nn.Module, tnn, where: str):
@@ -177,6 +222,9 @@ def _leaf_from_torch(t, tnn, where: str, dtype):
         cls = nn.BatchNorm1d if kind is tnn.BatchNorm1d else nn.BatchNorm2d
         return cls(t.num_features, eps=t.eps, momentum=t.momentum, affine=t.affine,
                    track_running_stats=t.track_running_stats, dtype=dtype)
+    norm = _norm_from_torch(t, tnn, dtype)
+    if norm is not None:
+        return norm
     if kind is tnn.LeakyReLU:
         return nn.LeakyReLU(t.negative_slope)
     if kind is tnn.GELU:

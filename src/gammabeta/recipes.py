@@ -36,7 +36,7 @@ def describe_recipes() -> str:
     from .models import BUILDERS
 
     skip = {"input_shape", "num_classes", "rng", "norm", "act", "weight_init", "bias_init",
-            "gamma_init", "beta_init", "hidden", "dropout"}
+            "gamma_init", "beta_init", "hidden", "dropout", "norm_options"}
     lines = ["recipes: what each --model uses for the options above left unset (the other",
              "defaults are the same for every model); vectors: samples of shape (N, features)",
              "or (N, C, L); images: (N, C, H, W)"]

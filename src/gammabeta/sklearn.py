@@ -96,8 +96,9 @@ class BNClassifier(ClassifierMixin, BaseEstimator):
     ----------
     hidden : tuple of int or int, default=(256, 256)
         Widths of the hidden layers (``--hidden``); an int is one layer.
-    norm : {"batch", "none"}, default="batch"
-        BatchNorm after each hidden Linear, or none.
+    norm : {"batch", "layer", "group", "renorm", "ghost", "none"}, default="batch"
+        The normalization after each hidden Linear (``--norm``; GroupNorm with its default
+        groups, Ghost BN with ghost batches of a quarter of ``batch_size``), or none.
     act : {"relu", "leaky_relu", "tanh", "sigmoid", "gelu"}, default="relu"
         Activation after each BatchNorm.
     dropout : float in [0, 1), default=0.2

@@ -52,7 +52,7 @@ def _add(group, name: str, o: Option, default) -> None:
     if default is None and name in mlp:
         shown = f"the model's recipe; {mlp[name]} for mlp on vectors"
     elif default is None or isinstance(default, bool):
-        shown = {None: "none", False: "off", True: "on"}.get(default, default)
+        shown = o.unset if default is None else {False: "off", True: "on"}[default]
     else:
         shown = default
     help_text = f"{o.help} (default: {shown})"
@@ -281,8 +281,9 @@ def _summary(result, out: Path, parallel=None) -> str:
             ("test accuracy", f"{100 * result.test_accuracy:.2f}% (measured once, at the end)"),
             ("time", f"{result.seconds:.1f} s"), ("outputs", str(out))]
     if parallel is not None:
-        bn = ("no BatchNorm" if result.config.norm != "batch" else "SyncBatchNorm"
-              if result.config.sync_bn else "per-worker BatchNorm")
+        norm = result.config.norm  # only norm='batch' becomes SyncBatchNorm
+        bn = ("SyncBatchNorm" if result.config.sync_bn else "per-worker BatchNorm") \
+            if norm == "batch" else f"norm {norm}"
         rows.insert(3, ("processes", f"{parallel.size} (MPI, {bn})"))
     if result.dataset_note:
         rows.insert(1, ("note", result.dataset_note))

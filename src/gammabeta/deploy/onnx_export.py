@@ -16,7 +16,12 @@ Operators, in inference mode
 ----------------------------
 Linear → ``Gemm`` (``transB=1``) on 2-D inputs, ``MatMul`` + ``Add`` otherwise; Conv1d/2d →
 ``Conv``; BatchNorm1d/2d → ``BatchNormalization`` (running statistics; or folded into the layer
-before it with ``fold_bn=True``, see :mod:`gammabeta.deploy.fold`); ReLU/LeakyReLU/Sigmoid/Tanh →
+before it with ``fold_bn=True``, see :mod:`gammabeta.deploy.fold`); LayerNorm →
+``LayerNormalization`` (opset 17 and up); GroupNorm → ``GroupNormalization`` from opset 21
+(per-channel scale and bias), below that ``Reshape`` to ``(N, G, -1)`` → ``InstanceNormalization``
+→ ``Reshape`` back → ``Mul`` γ → ``Add`` β (ONNX Runtime runs both); InstanceNorm1d/2d →
+``InstanceNormalization`` (the instance's statistics), or ``BatchNormalization`` with the
+running statistics when ``track_running_stats=True``; ReLU/LeakyReLU/Sigmoid/Tanh →
 ``Relu``/``LeakyRelu``/``Sigmoid``/``Tanh``; GELU → ``Gelu`` from opset 20, else its expansion
 ``0.5·x·(1 + erf(x/√2))`` (``Erf``) or the tanh form; MaxPool/AvgPool → ``MaxPool`` /
 ``AveragePool``; AdaptiveAvgPool to size 1 → ``GlobalAveragePool`` (other sizes dividing the
@@ -36,6 +41,9 @@ import numpy as np
 from .. import nn
 from ..errors import ConfigError, GammabetaError, ShapeError
 from ..nn.batchnorm import _BatchNorm
+from ..nn.groupnorm import GroupNorm
+from ..nn.instancenorm import _InstanceNorm
+from ..nn.layernorm import LayerNorm
 
 __all__ = ["export_onnx", "DEFAULT_OPSET", "MIN_OPSET"]
 
@@ -135,6 +143,12 @@ class _Builder:
                              group=m.groups)
         if isinstance(m, _BatchNorm):
             return self._batchnorm(m, x, where, sub)
+        if isinstance(m, LayerNorm):
+            return self._layernorm(m, x, xv, where, sub)
+        if isinstance(m, GroupNorm):
+            return self._groupnorm(m, x, xv, where, sub)
+        if isinstance(m, _InstanceNorm):
+            return self._instancenorm(m, x, xv, where, sub)
         if isinstance(m, nn.ReLU):
             return self.node("Relu", [x], where)
         if isinstance(m, nn.LeakyReLU):
@@ -179,6 +193,64 @@ class _Builder:
                self.init(sub + "running_mean", m.running_mean),
                self.init(sub + "running_var", m.running_var)]
         return self.node("BatchNormalization", ins, where, epsilon=m.eps)
+
+    def _scale_shift(self, m, c, sub: str):
+        """γ and β initializers (ones/zeros, named ``scale``/``shift``, when absent)."""
+        w, b = m._parameters["weight"], m._parameters["bias"]
+        return (self.init(sub + ("weight" if w is not None else "scale"),
+                          w.data if w is not None else np.ones(c)),
+                self.init(sub + ("bias" if b is not None else "shift"),
+                          b.data if b is not None else np.zeros(c)))
+
+    def _layernorm(self, m: LayerNorm, x: str, xv, where: str, sub: str) -> str:
+        dims = len(m.normalized_shape)
+        if self.opset < 17:
+            raise ConfigError(f"export_onnx: {where} {m.describe()} needs opset >= 17 (ONNX "
+                              f"LayerNormalization); got opset={self.opset}")
+        if xv.ndim <= dims:
+            raise ConfigError(f"export_onnx: {where} {m.describe()} normalizes over the batch "
+                              "axis, which is dynamic in the exported graph")
+        w, b = m._parameters["weight"], m._parameters["bias"]
+        ins = [x, self.init(sub + ("weight" if w is not None else "scale"),
+                            w.data if w is not None else np.ones(m.normalized_shape))]
+        if b is not None:
+            ins.append(self.init(sub + "bias", b.data))
+        return self.node("LayerNormalization", ins, where, axis=-dims, epsilon=m.eps)
+
+    def _groupnorm(self, m: GroupNorm, x: str, xv, where: str, sub: str) -> str:
+        g, c = m.num_groups, m.num_channels
+        if self.opset >= 21 and xv.ndim >= 3:  # per-channel scale and bias from opset 21
+            scale, shift = self._scale_shift(m, c, sub)
+            return self.node("GroupNormalization", [x, scale, shift], where, num_groups=g,
+                             epsilon=m.eps)
+        shape = self.node("Shape", [x], where)
+        rows = self.node("Reshape", [x, self.init(sub + "group_shape", [0, g, -1], np.int64)],
+                         where)
+        ones, zeros = self.init(sub + "group_scale", np.ones(g)), \
+            self.init(sub + "group_shift", np.zeros(g))
+        y = self.node("InstanceNormalization", [rows, ones, zeros], where, epsilon=m.eps)
+        y = self.node("Reshape", [y, shape], where)
+        per_channel = (c,) + (1,) * (xv.ndim - 2)
+        w, b = m._parameters["weight"], m._parameters["bias"]
+        if w is not None:
+            y = self.node("Mul", [y, self.init(sub + "weight", w.data.reshape(per_channel))],
+                          where)
+        if b is not None:
+            y = self.node("Add", [y, self.init(sub + "bias", b.data.reshape(per_channel))],
+                          where)
+        return y
+
+    def _instancenorm(self, m: _InstanceNorm, x: str, xv, where: str, sub: str) -> str:
+        if xv.ndim != m._batched_ndim:
+            raise ConfigError(f"export_onnx: {where} {m.describe()} gets {xv.ndim}-D tensors, "
+                              f"which it takes as one unbatched sample; export needs batched "
+                              f"{m._batched_ndim}-D inputs")
+        scale, shift = self._scale_shift(m, m.num_features, sub)
+        if m.track_running_stats:  # evaluation with running statistics: a per-channel affine
+            ins = [x, scale, shift, self.init(sub + "running_mean", m.running_mean),
+                   self.init(sub + "running_var", m.running_var)]
+            return self.node("BatchNormalization", ins, where, epsilon=m.eps)
+        return self.node("InstanceNormalization", [x, scale, shift], where, epsilon=m.eps)
 
     def _gelu(self, m: nn.GELU, x: str, where: str) -> str:
         if self.opset >= 20:

@@ -14,7 +14,8 @@ import numpy as np
 from .. import nn
 from ..errors import ConfigError
 
-__all__ = ["BUILDERS", "build_model", "register_model", "activation", "check_norm"]
+__all__ = ["BUILDERS", "build_model", "register_model", "activation", "check_norm", "norm_layer",
+           "NORMS"]
 
 BUILDERS: dict[str, Callable] = {}
 
@@ -53,10 +54,5 @@ def activation(name: str) -> nn.Module:
     return _ACTIVATIONS[name]()
 
 
-def check_norm(norm: str) -> None:
-    """Refuse a normalization name other than ``batch`` or ``none``."""
-    if norm not in ("batch", "none"):
-        raise ConfigError(f"unknown norm {norm!r}; expected 'batch' or 'none'")
-
-
 from . import cnn, mlp  # noqa: E402,F401  (register the builders)
+from .norms import NORMS, check_norm, norm_layer  # noqa: E402

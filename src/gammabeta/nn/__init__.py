@@ -2,7 +2,13 @@
 
 from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
 from .batchnorm import BatchNorm1d, BatchNorm2d
+from .batchrenorm import BatchRenorm1d, BatchRenorm2d
 from .conv import Conv1d, Conv2d
+from .frozen_bn import FrozenBatchNorm1d, FrozenBatchNorm2d, freeze_batchnorm
+from .ghostbatchnorm import GhostBatchNorm1d, GhostBatchNorm2d
+from .groupnorm import GroupNorm
+from .instancenorm import InstanceNorm1d, InstanceNorm2d
+from .layernorm import LayerNorm
 from .layers import Dropout, Flatten, Identity, Unflatten
 from .linear import Linear
 from .losses import CrossEntropyLoss, MSELoss, log_softmax, softmax
@@ -24,6 +30,7 @@ from .pool import (
     MaxPool1d,
     MaxPool2d,
 )
+from .precise_bn import update_bn_stats
 from .residual import Residual, last_batchnorm, zero_init_residual_
 from .syncbatchnorm import SyncBatchNorm, convert_sync_batchnorm
 
@@ -34,5 +41,8 @@ __all__ = [
     "GELU", "BatchNorm1d", "BatchNorm2d", "Dropout", "Flatten", "Identity", "LeakyReLU",
     "Linear", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "Unflatten",
     "SyncBatchNorm", "convert_sync_batchnorm",
+    "BatchRenorm1d", "BatchRenorm2d", "GhostBatchNorm1d", "GhostBatchNorm2d",
+    "FrozenBatchNorm1d", "FrozenBatchNorm2d", "freeze_batchnorm", "update_bn_stats",
+    "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
     "detect_anomaly", "is_anomaly_enabled", "is_grad_enabled", "no_grad", "set_detect_anomaly",
 ]

@@ -7,7 +7,7 @@ import numpy as np
 from .. import nn
 from ..nn.batchnorm import _BatchNorm
 
-__all__ = ["bn_gap"]
+__all__ = ["bn_gap", "precise_bn"]
 
 
 def bn_gap(model, x, batch_size: int = 1000) -> dict:
@@ -49,3 +49,21 @@ def bn_gap(model, x, batch_size: int = 1000) -> dict:
         return {"mean": None, "var": None}
     return {"mean": float(np.mean(np.concatenate(gaps_m))),
             "var": float(np.mean(np.concatenate(gaps_v)))}
+
+
+def precise_bn(model, ds, num_batches: int, batch_size: int, seed: int) -> dict:
+    """PreciseBN after training: the gap of the running (EMA) statistics to the population's
+    (:func:`bn_gap`) and the test accuracy, before and after recomputing the statistics over
+    ``num_batches`` shuffled, equal-sized training batches with the weights frozen
+    (:func:`gammabeta.nn.update_bn_stats`; Wu & Johnson 2021). Changes ``model``'s buffers."""
+    from ..data.loader import DataLoader
+    from ..train import evaluate
+
+    before = bn_gap(model, ds.x_train)
+    loader = DataLoader(ds.x_train, ds.y_train, batch_size=min(batch_size, len(ds.y_train)),
+                        shuffle=True, drop_last=True, rng=np.random.default_rng([seed, 2]))
+    n = min(num_batches, len(loader))
+    nn.update_bn_stats(model, (x for x, _ in loader), num_batches=n)
+    ev = evaluate(model, ds.x_test, ds.y_test)
+    return {"bn_gap": before, "precise_bn_gap": bn_gap(model, ds.x_train),
+            "precise_bn_batches": n, "precise_test_accuracy": ev["accuracy"]}

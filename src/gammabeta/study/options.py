@@ -43,6 +43,13 @@ OPTIONS: dict[str, tuple] = {
                           "batch size is the global batch)", lo=1, hi=64),
     "bn_gap": _o(False, "bool", "record how far each BatchNorm's running statistics are from "
                                 "the population statistics of its input over the training set"),
+    "bn_momentum": _o(0.1, "float", "the momentum of every BatchNorm's running statistics "
+                                    "(PyTorch's convention: the new batch's weight)", lo=0,
+                      lo_open=True, hi=1),
+    "precise_bn": _o(0, "int", "after training, also measure the test accuracy with PreciseBN "
+                               "statistics: recomputed over this many training batches with "
+                               "the weights frozen (nn.update_bn_stats); 0: off", lo=0,
+                     hi=1_000_000),
     "steps": _o(0, "int", "train for exactly this many optimizer steps, however many epochs "
                           "that takes (the config's epochs is then ignored; 0: train for the "
                           "epochs)", lo=0, hi=100_000_000),
@@ -59,6 +66,11 @@ def check_combination(config: dict, options: dict) -> None:
                     if opts[k] and opts[k] != "all")
         raise ConfigError(f"options.{what}={opts[what]!r} works on BatchNorm's γ, and this "
                           "run has norm='none'")
+    if norm not in ("batch", "renorm", "ghost") and (opts["precise_bn"]
+                                                     or opts["bn_momentum"] != 0.1):
+        what = "precise_bn" if opts["precise_bn"] else "bn_momentum"
+        raise ConfigError(f"options.{what}={opts[what]!r} works on BatchNorm's running "
+                          f"statistics, and this run has norm={norm!r}")
     if (opts["ranks"] > 1 and norm == "batch" and not config.get("sync_bn", True)
             and config.get("batch_size", 100) // opts["ranks"] < 2):
         raise ConfigError(f"batch_size={config.get('batch_size', 100)} on ranks="

@@ -1,11 +1,14 @@
 """Study outputs: results.csv, results.json, figures and report.md with a generated conclusion.
 
 Every number in a report comes from the rows of the runs; every sentence of a conclusion is
-chosen by comparing those numbers, so a claim that does not hold is reported as such. A
-difference of two means is called "beyond seed noise" when it exceeds two standard errors,
-where each setting's spread over seeds is taken at least as large as the binomial sampling
-error of its test accuracy (√(p(1−p)/n_test)): two seeds that happen to agree do not make a
-0.3-point difference real.
+chosen by comparing those numbers, so a claim that does not hold is reported as such. Two
+settings are compared with a t-test over seeds (:mod:`.stats`): paired by seed when both ran
+on the same seeds, Welch's otherwise, with the 95% confidence interval of the difference and
+an effect size. All the comparisons of one report form one family: a difference is called
+"beyond seed noise" when its Holm–Bonferroni adjusted p-value is below α = 0.05, and the
+report says how many comparisons it makes and lists them (:func:`conclusion`). The tests
+measure the variation over seeds (whatever the seed changes: initialization, data order,
+split); they do not add the sampling error of a finite test set.
 """
 
 from __future__ import annotations
@@ -13,19 +16,20 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
 from ..io import atomic_write_text
+from .stats import ALPHA, Comparison, Family
+from .stats import fmt_p as _p
 
-__all__ = ["REPORTS", "reports", "write_outputs", "summary", "fmt", "table", "compare",
-           "groups"]
+__all__ = ["REPORTS", "reports", "write_outputs", "summary", "fmt", "table", "diff_text",
+           "conclusion", "groups"]
 
 # The analyses a study file may name with ``report = "..."`` (study/analyses.py has the rest).
 REPORTS = ("generic", "gamma-beta", "weight-scale", "bn-paper", "gamma-l1", "bn-only",
-           "zero-gamma", "sync-bn")
+           "zero-gamma", "sync-bn", "small-gamma", "small-batch", "precise-bn", "gamma-beta-norms")
 
 
 def groups(rows, *axes) -> dict:
@@ -38,23 +42,22 @@ def groups(rows, *axes) -> dict:
 
 def summary(rows, key: str = "test_accuracy", chance: float | None = None) -> dict:
     """Mean, std, n and diverged count of ``key`` over rows (diverged rows count as
-    ``chance`` when given, else are left out)."""
-    vals, div = [], 0
+    ``chance`` when given, else are left out); ``values`` and their rows' ``seeds`` are kept
+    for the tests of :mod:`.stats`."""
+    vals, seeds, div = [], [], 0
     for r in rows:
         v = r.get(key)
         if v is None:
             div += 1
-            if chance is not None:
-                vals.append(chance)
-        else:
-            vals.append(v)
+            if chance is None:
+                continue
+            v = chance
+        vals.append(v)
+        seeds.append(r.get("seed"))
     a = np.asarray(vals, dtype=float)
     mean = float(a.mean()) if a.size else None
-    n_test = rows[0].get("test_size") if rows else None
-    floor = (math.sqrt(mean * (1 - mean) / n_test) if n_test and mean is not None
-             and key == "test_accuracy" and 0 <= mean <= 1 else 0.0)
     return {"mean": mean, "std": float(a.std(ddof=1)) if a.size > 1 else 0.0, "n": int(a.size),
-            "diverged": div, "values": vals, "floor": floor}
+            "diverged": div, "values": vals, "seeds": seeds}
 
 
 def fmt(s: dict, scale: float = 100.0, digits: int = 1) -> str:
@@ -65,26 +68,66 @@ def fmt(s: dict, scale: float = 100.0, digits: int = 1) -> str:
     return txt + (f" ({s['diverged']} diverged)" if s["diverged"] else "")
 
 
-def compare(a: dict, b: dict) -> tuple[float, bool]:
-    """``(mean(a) − mean(b), beyond seed noise)``: beyond when |diff| > 2 standard errors."""
-    if a["mean"] is None or b["mean"] is None:
-        return float("nan"), False
-    if min(a["n"], b["n"]) < 2:
-        return a["mean"] - b["mean"], False
-    sa, sb = max(a["std"], a.get("floor", 0.0)), max(b["std"], b.get("floor", 0.0))
-    se = math.sqrt(sa ** 2 / max(a["n"], 1) + sb ** 2 / max(b["n"], 1))
-    d = a["mean"] - b["mean"]
-    return d, abs(d) > max(2 * se, 1e-12)
-
-
-def diff_text(a: dict, b: dict) -> str:
-    """``"+1.2 points (beyond seed noise)"`` / ``"−0.3 points (within seed noise)"``."""
-    d, real = compare(a, b)
-    if math.isnan(d):
+def diff_text(c: Comparison, fam: Family) -> str:
+    """``"+1.2 points (beyond seed noise: 95% CI [0.4, 2.0], p = 0.004, Holm p = 0.02)"``,
+    ``"... (within seed noise: ...)"``; the verdict is the Holm-adjusted one in ``fam``."""
+    if c.diff is None:
         return "not comparable (diverged)"
-    if min(a["n"], b["n"]) < 2:
-        return f"{100 * d:+.1f} points (one seed: no noise estimate)"
-    return f"{100 * d:+.1f} points ({'beyond' if real else 'within'} seed noise)"
+    d = f"{100 * c.diff:+.1f} points"
+    if not c.tested:
+        return f"{d} (one seed: no noise estimate)"
+    lo, hi = c.ci
+    verdict = "beyond" if fam.significant(c) else "within"
+    return (f"{d} ({verdict} seed noise: 95% CI [{100 * lo:.1f}, {100 * hi:.1f}], "
+            f"p {_p(c.p)}, Holm p {_p(c.p_adjusted)})")
+
+
+def conclusion(fam: Family, text: list[str]) -> list[str]:
+    """The ``## Conclusion`` section: the sentence stating the family and how significance
+    is decided, ``text``, then ``### Comparisons``: a table of every comparison (difference,
+    95% CI, raw p, test, n, effect size with its CI; Holm-adjusted p; verdict)."""
+    fam.close()
+    k, untested = len(fam.tested), len(fam.items) - len(fam.tested)
+    if k or not untested:
+        head = (f"This report makes {k} comparison{'s' if k != 1 else ''}; significance uses "
+                f"Holm–Bonferroni at α = {ALPHA:g}." + (
+                    f" ({untested} more could not be tested: fewer than 2 seeds.)"
+                    if untested else ""))
+    else:
+        head = ("This report makes no testable comparison: " + (
+            "the one below has" if untested == 1 else f"the {untested} below have") +
+            " fewer than 2 seeds per setting, so none is called beyond seed noise.")
+    if not fam.items:
+        return ["## Conclusion", head, *text]
+    tests = {c.test for c in fam.tested}
+    how = " ".join(filter(None, [
+        "The family is every comparison in the table below, each of the mean test accuracy "
+        "of two settings.",
+        "Settings run on the same seeds are paired by seed: paired t-test on the per-seed "
+        "differences, effect size Cohen's d_z = mean / sd of the differences."
+        if "paired t" in tests else "",
+        "Settings not run on the same seeds: Welch's t-test, effect size Hedges' g (pooled "
+        "sd, small-sample corrected)." if "Welch t" in tests else "",
+        "Brackets: 95% confidence intervals (for the effect sizes: the normal approximation, "
+        "rough with few seeds). p: raw; Holm p: adjusted over the family; "
+        f'"beyond seed noise": Holm p < {ALPHA:g}.' if k else ""]))
+    rows = [[c.label, c.text(unit="pts"), "-" if c.p_adjusted is None
+             else _p(c.p_adjusted).removeprefix("= "),
+             "not tested" if not c.tested else "beyond" if fam.significant(c) else "within"]
+            for c in fam.items]
+    return ["## Conclusion", head, *text, "### Comparisons", how,
+            table(["comparison", "difference [95% CI], p (test, n), effect size [95% CI]",
+                   "Holm p", "seed noise"], rows)]
+
+
+def labels(rows, axis: str) -> list:
+    """The labels of ``axis`` over ``rows``, in grid order."""
+    return list(dict.fromkeys(r["axes"][axis] for r in rows))
+
+
+def pct(x: float) -> str:
+    """``"12.3%"`` from a fraction."""
+    return f"{100 * x:.1f}%"
 
 
 def table(headers, rows) -> str:
@@ -160,7 +203,7 @@ def acc_at(rows, fraction: float) -> dict:
             continue
         target = fraction * c["step"][-1]
         i = int(np.argmin([abs(s - target) for s in c["step"]]))
-        vals.append({"test_accuracy": c["test_accuracy"][i]})
+        vals.append({"test_accuracy": c["test_accuracy"][i], "seed": r.get("seed")})
     return summary(vals)
 
 
@@ -174,15 +217,17 @@ def generic(spec, rows, out: Path) -> tuple[list[str], list]:
     body = [table([*axes, "test accuracy (%)", "runs", f"steps to {100 * top:.1f}%"],
                   [[*k, fmt(stats[k]), len(v), steps_summary(v, top)] for k, v in g.items()])]
     ok = {k: s for k, s in stats.items() if s["mean"] is not None}
-    text = []
+    text, fam = [], Family()
     if ok:
         best = max(ok, key=lambda k: ok[k]["mean"])
         worst = min(ok, key=lambda k: ok[k]["mean"])
+        c = (fam.add(ok[best], ok[worst], f"{', '.join(best)} vs {', '.join(worst)}")
+             if best != worst else None)
         text.append(f"- Best setting: {', '.join(best) or 'the base config'} at "
-                    f"{fmt(ok[best])}%; worst: {', '.join(worst) or '-'} at {fmt(ok[worst])}%; "
-                    f"difference {diff_text(ok[best], ok[worst])}.")
+                    f"{fmt(ok[best])}%" + (f"; worst: {', '.join(worst)} at {fmt(ok[worst])}%; "
+                                           f"difference {diff_text(c, fam)}." if c else "."))
     figs = [generic_figure(axes, rows, out, spec.title)] if rows else []
-    return ["## Results", *body, "## Conclusion", *(text or ["- No finished runs."])], figs
+    return ["## Results", *body, *conclusion(fam, text or ["- No finished runs."])], figs
 
 
 def generic_figure(axes: list, rows, out: Path, title: str = "") -> tuple[str, str]:
@@ -204,8 +249,9 @@ def generic_figure(axes: list, rows, out: Path, title: str = "") -> tuple[str, s
 def reports() -> dict:
     """Name → analysis function ``(spec, rows, out) -> (markdown sections, figure files)``."""
     from .analyses import ANALYSES
+    from .analyses_norms import NORM_ANALYSES
 
-    return {"generic": generic, **ANALYSES}
+    return {"generic": generic, **ANALYSES, **NORM_ANALYSES}
 
 
 def _flat(prefix: str, d: dict) -> dict:

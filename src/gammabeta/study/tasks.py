@@ -225,6 +225,10 @@ def run_job(job: dict, parallel=None) -> dict:
                               "all or hidden")
         for p in weights[:-1] if opts["weight_scale_layers"] == "hidden" else weights:
             p.data *= np.asarray(opts["weight_scale"], dtype=p.data.dtype)
+    if opts["bn_momentum"] != 0.1:
+        for m in model.modules():
+            if isinstance(m, _BatchNorm):
+                m.momentum = float(opts["bn_momentum"])
     n_train, masks = _restrict(model, opts["trainable"], np.random.default_rng([cfg.seed, 1]))
     spe = len(DataLoader(ds.x_train, ds.y_train, batch_size=cfg.batch_size, shuffle=False))
     if opts["steps"]:
@@ -312,6 +316,10 @@ def run_job(job: dict, parallel=None) -> dict:
         from .measures import bn_gap
 
         row["bn_gap"] = bn_gap(model, ds.x_train)
+    if opts["precise_bn"] and not diverged:
+        from .measures import precise_bn
+
+        row.update(precise_bn(model, ds, opts["precise_bn"], cfg.batch_size, cfg.seed))
     if opts["record_gamma"]:
         row["gamma"] = [float(f"{g:.5g}") for m in _batchnorms(model) for g in m.weight.data]
     if diag is not None:
