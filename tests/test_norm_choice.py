@@ -181,3 +181,12 @@ def test_precise_bn_task_records_both_accuracies():
     assert row["precise_bn_batches"] == 5
     assert 0 <= row["precise_test_accuracy"] <= 1
     assert row["bn_gap"]["mean"] is not None and row["precise_bn_gap"]["mean"] is not None
+
+
+def test_convert_sync_batchnorm_leaves_renorm_and_ghost_alone():
+    from gammabeta import nn
+
+    model = nn.Sequential(nn.BatchNorm1d(3), nn.BatchRenorm1d(3), nn.GhostBatchNorm1d(3, 4))
+    out = nn.convert_sync_batchnorm(model)
+    assert [type(m).__name__ for m in out] == ["SyncBatchNorm", "BatchRenorm1d",
+                                               "GhostBatchNorm1d"]

@@ -310,8 +310,12 @@ class SyncBatchNorm(_BatchNorm):
         >>> convert_sync_batchnorm(BatchNorm2d(4, momentum=None).eval()).training
         False
         """
+        from .batchrenorm import _BatchRenorm
+        from .ghostbatchnorm import _GhostBatchNorm
+
         out = module
-        if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
+        if isinstance(module, _BatchNorm) and not isinstance(
+                module, (SyncBatchNorm, _BatchRenorm, _GhostBatchNorm)):
             out = cls(module.num_features, module.eps, module.momentum, module.affine,
                       module.track_running_stats, dtype=module._param_dtype(), comm=comm)
             out._parameters.update(module._parameters)  # the same Parameter objects

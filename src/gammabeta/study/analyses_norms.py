@@ -44,10 +44,11 @@ def small_gamma(spec, rows, out):
         sec += [f"### {net}", table(["γ₀", *factors],
                                     [[gm, *(fmt(st[(gm, f)]) if (gm, f) in st else "diverged"
                                             for f in factors)] for gm in gammas])]
-        bars.append((net, gammas, [(f, [st.get((gm, f), {}).get("mean") and
-                                        100 * st[(gm, f)]["mean"] for gm in gammas],
-                                    [st.get((gm, f), {}).get("std") and 100 * st[(gm, f)]["std"]
-                                     for gm in gammas]) for f in factors]))
+        g0 = [_number(gm) for gm in gammas]
+        bars.append((net, [(f, [x for x, gm in zip(g0, gammas, strict=True) if (gm, f) in st],
+                            [100 * st[(gm, f)]["mean"] for gm in gammas if (gm, f) in st],
+                            [100 * st[(gm, f)]["std"] for gm in gammas if (gm, f) in st], "o-")
+                        for f in factors]))
         base = (gammas[0], factors[0])
         vs = {k: fam.add(st[k], st[base], f"{net}: {k[0]}, {k[1]} vs {base[0]}, {base[1]}")
               for k in st if base in st and k != base}
@@ -70,15 +71,21 @@ def small_gamma(spec, rows, out):
                     "seed noise from the default: " + (", ".join(
                         f"{k[0]}, {k[1]} ({100 * c.diff:+.1f} pts)" for k, c in vs.items()
                         if fam.significant(c)) or "none") + ".")
-    path = out / "accuracy.png"
-    F.bar_panels(bars, path, title=spec.title)
-    cap = ("Final test accuracy (%) per γ₀, one bar per learning-rate factor on γ; error bars "
-           "± 1 std over seeds.")
+    F.xy_panels(bars, out / "accuracy.png", "γ₀ (log scale)", "test accuracy (%)",
+                title=spec.title, logx=True)
+    cap = ("Final test accuracy (%) against γ's initial value, one line per learning-rate "
+           "factor on γ, one panel per network (each with its own y range); error bars ± 1 std "
+           "over seeds.")
     return [*sec, *conclusion(fam, text)], [("accuracy.png", cap)]
 
 
 def _batch(label: str) -> int:
     return int(re.findall(r"\d+", label)[0])
+
+
+def _number(label: str) -> float:
+    """The first number in a label: ``"γ₀ = 0.5"`` → 0.5."""
+    return float(re.findall(r"\d+(?:\.\d+)?", label.split("=")[-1])[0])
 
 
 def small_batch(spec, rows, out):
@@ -153,16 +160,17 @@ def precise_bn(spec, rows, out):
         big = max(cells, key=lambda k: cells[k][4].diff or 0)
         text.append(f"- The largest gain: {', '.join(big)}: {diff_text(cells[big][4], fam)}.")
     moms, bs = _labels(rows, "momentum"), _labels(rows, "batch")
-    bars = [(m, bs, [("EMA", [100 * cells[(m, b)][0]["mean"] if (m, b) in cells else None
-                              for b in bs], [100 * cells[(m, b)][0]["std"] if (m, b) in cells
-                                             else None for b in bs]),
-                     ("PreciseBN", [100 * cells[(m, b)][1]["mean"] if (m, b) in cells else None
-                                    for b in bs], [100 * cells[(m, b)][1]["std"]
-                                                   if (m, b) in cells else None for b in bs])])
-            for m in moms]
-    F.bar_panels(bars, out / "accuracy.png", title=spec.title)
-    cap = ("Test accuracy (%) with EMA and with PreciseBN statistics, one panel per BN momentum;"
-           " error bars ± 1 std over seeds.")
+    panels = []
+    for m in moms:
+        have = [b for b in bs if (m, b) in cells]
+        panels.append((m, [(name, [_batch(b) for b in have],
+                            [100 * cells[(m, b)][i]["mean"] for b in have],
+                            [100 * cells[(m, b)][i]["std"] for b in have], style)
+                           for i, name, style in ((0, "EMA", "o-"), (1, "PreciseBN", "s--"))]))
+    F.xy_panels(panels, out / "accuracy.png", "batch size (log scale)", "test accuracy (%)",
+                title=spec.title, logx=True)
+    cap = ("Test accuracy (%) with EMA and with PreciseBN statistics against the batch size, "
+           "one panel per BN momentum; error bars ± 1 std over seeds.")
     return [*sec, *conclusion(fam, text)], [("accuracy.png", cap)]
 
 
