@@ -25,7 +25,7 @@ def test_the_docs_have_runnable_pages():
     names = {p.relative_to(ROOT / "docs").as_posix() for p in PAGES}
     for page in ("index.md", "tutorials/python.md", "tutorials/backward.md",
                  "tutorials/init-gamma-beta.md", "tutorials/check.md",
-                 "tutorials/deployment.md"):
+                 "tutorials/deployment.md", "tutorials/normalization.md"):
         assert page in names, f"docs/{page} has no code block that runs"
 
 

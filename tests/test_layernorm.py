@@ -242,3 +242,42 @@ def test_non_float_input_and_bad_dy():
     ln(np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32))
     with pytest.raises(ShapeError, match=r"backward: got dy of shape \(2, 4\), expected \(2, 3\)"):
         ln.backward(np.ones((2, 4), dtype=np.float32))
+
+
+@pytest.mark.parametrize("layer,shape", [("ln", (50, 37)), ("gn", (13, 6, 5, 7)),
+                                         ("in", (9, 4, 21))])
+def test_kernel_row_ranges_on_threads_agree_with_one_thread(monkeypatch, layer, shape):
+    """The kernels split rows into ranges run by whichever thread is free: the same y and dx
+    as one range on one thread (dγ, dβ summed in another order)."""
+    kern = backend.norm_kernels(np, 10**9)
+    if kern is None:
+        pytest.skip("numba is not installed")
+    from gammabeta.nn.groupnorm import GroupNorm
+    from gammabeta.nn.instancenorm import InstanceNorm1d
+
+    rng = np.random.default_rng(10)
+    make = {"ln": lambda: make_ln(shape[-1], np.random.default_rng(0)),
+            "gn": lambda: GroupNorm(3, 6, weight_init="normal", bias_init="normal",
+                                    rng=np.random.default_rng(0)),
+            "in": lambda: InstanceNorm1d(4, affine=True, weight_init="normal",
+                                         bias_init="normal", rng=np.random.default_rng(0))}
+    x = (rng.standard_normal(shape) * 2 + 1).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    out = []
+    for nthreads, parallel_min in ((1, kern.PARALLEL_MIN), (3, 1)):
+        monkeypatch.setattr(kern, "threads", lambda n=nthreads: n)
+        monkeypatch.setattr(kern, "PARALLEL_MIN", parallel_min)
+        assert len(kern._ranges(shape[0] * 3, x.size)) == (1 if nthreads == 1 else
+                                                           min(12, shape[0] * 3 // 8))
+        m = make[layer]()
+        with backend.jit("force"):
+            y = m(x)
+            dx = m.backward(dy)
+        out.append((y, dx, m.weight.grad, m.bias.grad))
+    (y1, dx1, g1, b1), (y3, dx3, g3, b3) = out
+    np.testing.assert_array_equal(y1, y3)
+    np.testing.assert_array_equal(dx1, dx3)
+    # float32 partial sums of up to 32 rows per range, in another order: ~1e-6 of Σ|terms|
+    scale = float(np.abs(dy).sum(axis=tuple(range(dy.ndim - (layer == "ln")))).max())
+    np.testing.assert_allclose(g3, g1, rtol=0, atol=1e-6 * scale)
+    np.testing.assert_allclose(b3, b1, rtol=0, atol=1e-6 * scale)

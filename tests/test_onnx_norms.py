@@ -187,3 +187,32 @@ def test_from_torch_native_models():
     assert ours64[0].weight.data.dtype == np.float64
     x64 = np.random.default_rng(0).standard_normal((3, 2, 5))
     assert rel_err(eval_out(ours64, x64), _torch_out(torch, tm64, x64, False)) <= 1e-12
+
+
+@pytest.mark.parametrize("kind", ["frozen", "frozen-trainable", "renorm", "ghost"])
+def test_batchnorm_variants_export_as_batchnormalization(kind, tmp_path):
+    """In evaluation Batch Renorm, Ghost BN and frozen BN are BatchNorm's affine map."""
+    pytest.importorskip("onnxruntime")
+    rng = _rng(7)
+    bn = {"renorm": lambda: nn.BatchRenorm1d(6, warmup_steps=0, ramp_steps=0, rng=rng,
+                                             gamma_init="normal(mean=1, std=0.5)",
+                                             beta_init="normal"),
+          "ghost": lambda: nn.GhostBatchNorm1d(6, virtual_batch_size=5, rng=rng,
+                                               gamma_init="normal(mean=1, std=0.5)",
+                                               beta_init="normal")}.get(
+        kind, lambda: nn.BatchNorm1d(6, rng=rng, gamma_init="normal(mean=1, std=0.5)",
+                                     beta_init="normal"))()
+    model = nn.Sequential(nn.Linear(8, 6, rng=_rng(8)), bn, nn.ReLU(), nn.Linear(6, 3, rng=_rng(9)))
+    for _ in range(3):  # move the running statistics away from 0 and 1
+        model(rng.standard_normal((20, 8)).astype(np.float32) * 2 + 1)
+    if kind.startswith("frozen"):
+        model = nn.freeze_batchnorm(model, trainable_affine=kind.endswith("trainable"))
+    model.eval()
+    x = rng.standard_normal((7, 8)).astype(np.float32)
+    path = tmp_path / "m.onnx"
+    export_onnx(model, path, (8,))
+    want = model(x)
+    assert rel_err(run_onnx(path, x), want) <= 1e-5
+    model.train()  # a frozen BN is the same map in training mode
+    if kind.startswith("frozen"):
+        assert rel_err(model(x), want) <= 1e-6

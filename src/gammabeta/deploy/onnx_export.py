@@ -41,6 +41,7 @@ import numpy as np
 from .. import nn
 from ..errors import ConfigError, GammabetaError, ShapeError
 from ..nn.batchnorm import _BatchNorm
+from ..nn.frozen_bn import _FrozenBatchNorm
 from ..nn.groupnorm import GroupNorm
 from ..nn.instancenorm import _InstanceNorm
 from ..nn.layernorm import LayerNorm
@@ -141,7 +142,7 @@ class _Builder:
             return self.node("Conv", ins, where, kernel_shape=list(m.kernel_size),
                              strides=list(m.stride), pads=pads, dilations=list(m.dilation),
                              group=m.groups)
-        if isinstance(m, _BatchNorm):
+        if isinstance(m, (_BatchNorm, _FrozenBatchNorm)):
             return self._batchnorm(m, x, where, sub)
         if isinstance(m, LayerNorm):
             return self._layernorm(m, x, xv, where, sub)
@@ -184,10 +185,11 @@ class _Builder:
         raise ConfigError(f"export_onnx: layer {where or '(root)'} is a {type(m).__name__}, "
                           "which has no ONNX translation here")
 
-    def _batchnorm(self, m: _BatchNorm, x: str, where: str, sub: str) -> str:
+    def _batchnorm(self, m, x: str, where: str, sub: str) -> str:
+        """BatchNorm in eval mode (and its variants; FrozenBatchNorm's γ/β may be buffers)."""
         c = m.num_features
-        scale = m.weight.data if m.affine else np.ones(c)
-        bias = m.bias.data if m.affine else np.zeros(c)
+        scale = np.asarray(getattr(m.weight, "data", m.weight)) if m.affine else np.ones(c)
+        bias = np.asarray(getattr(m.bias, "data", m.bias)) if m.affine else np.zeros(c)
         ins = [x, self.init(sub + ("weight" if m.affine else "scale"), scale),
                self.init(sub + ("bias" if m.affine else "shift"), bias),
                self.init(sub + "running_mean", m.running_mean),

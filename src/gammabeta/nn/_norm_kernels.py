@@ -8,20 +8,24 @@ values; segment ``p`` of row ``r`` belongs to channel ``c = (r mod G)·P + p``, 
 and β (LayerNorm: ``G = 1``, ``S = 1``, one "channel" per value of the row).
 
 * forward, per row, with the row in cache: the mean of ``x − k`` (``k`` = the row's first
-  value: exact for any common offset), then the sum of squared deviations from it (an exact
-  two-pass algorithm), then ``y = (x − k)·A_c + B_c`` per segment with ``A_c = γ_c/σ`` and
-  ``B_c = β_c − d·A_c`` (``d`` = mean − k), or ``y = ((x − k) − d)/σ · γ + β`` elementwise;
+  value: a large common offset cancels exactly), then the sum of squared deviations from it
+  (an exact two-pass algorithm), then ``y = (x − k)·A_c + B_c`` per segment with
+  ``A_c = γ_c/σ`` and ``B_c = β_c − d·A_c`` (``d`` = mean − k), or
+  ``y = ((x − k) − d)/σ · γ + β`` elementwise; rows of at most ``PREFETCH_MAX`` bytes
+  prefetch the next row of x and y;
 * backward, per row: ``Σ dy`` and ``Σ dy·x̂`` per segment (they give dβ and dγ, and the row's
   ``Σ ĝ`` and ``Σ ĝ·x̂`` with ``ĝ = γ·dy``), then, re-reading the row from cache,
   ``dx = (ĝ − Σĝ/K − x̂·Σ(ĝ·x̂)/K)/σ``.
 
 So a training step reads x twice, dy once and writes y and dx once: the floor of a forward
 and a backward that keep only x. Partial sums of at most ``BLOCK`` values are taken in the
-input's dtype (SIMD lanes, ``fastmath`` reassociation only), totals in float64 (a γ per value:
-each value's dγ/dβ terms over ``ROWS_ACC`` rows in the input's dtype, then float64). A call covers
-rows ``r0:r1``; :func:`norm_forward` and :func:`norm_backward` split large inputs over
-threads (the kernels release the GIL), each range writing its own rows and its own partial
-dγ/dβ. Compiled code is cached on disk (``cache=True``).
+input's dtype (SIMD lanes, ``fastmath`` reassociation only), totals in float64 (with a γ per
+value, each value's dγ/dβ terms over ``ROWS_ACC`` rows in the input's dtype, then float64).
+A kernel call covers rows ``r0:r1``. Inputs of ``PARALLEL_MIN`` values or more are cut into
+``CHUNKS_PER_THREAD`` row ranges per thread, claimed one at a time by whichever thread is free
+(the caller and a small pool of Python threads; the kernels release the GIL), each range
+writing its own rows and its own partial dγ/dβ. Compiled code is cached on disk
+(``cache=True``).
 """
 
 from __future__ import annotations
@@ -32,19 +36,65 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 __all__ = ["norm_forward", "norm_backward", "threads", "PARALLEL_MIN"]
 
 _FM = {"reassoc", "contract"}
 BLOCK = 512  # values per partial sum in the input's dtype
-PARALLEL_MIN = 1 << 18  # inputs of at least this many values are split over threads
-ROWS_PER_PART = 8  # at least this many rows per thread
+PARALLEL_MIN = 1 << 20  # inputs of at least this many values are split over threads
+ROWS_PER_PART = 8  # at least this many rows per range of rows run on one thread
+PREFETCH_MAX = 2048  # forward: rows of at most this many bytes are prefetched a row ahead
+
+
+# ----- prefetching the next row --------------------------------------------------------------
+# Measured (1 thread, 8-32 MB inputs): the forward on rows of 1 KB (LayerNorm(256),
+# InstanceNorm on 16×16) is 13-24% faster when it prefetches the next row of x and y; on rows
+# of 4-8 KB, and in the backward, prefetching was neutral or slower (the hardware prefetcher
+# already streams long rows), so only the forward on short rows does it.
+def _prefetch_intrinsic(write: int):
+    """``f(a, i)``: ask the CPU to bring the cache line of ``a[i]`` in (``llvm.prefetch``; a
+    hint that never faults), for reading or, with ``write``, for writing."""
+
+    @intrinsic
+    def prefetch(typingctx, arr, idx):
+        def codegen(context, builder, sig, args):
+            ary = context.make_array(sig.args[0])(context, builder, args[0])
+            i8p = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+            ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), i8p)
+            builder.call(fn, [ptr, ir.Constant(i32, write), ir.Constant(i32, 3),
+                              ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return types.none(arr, types.intp), codegen
+
+    return prefetch
+
+
+_prefetch_read = _prefetch_intrinsic(0)
+_prefetch_write = _prefetch_intrinsic(1)
+
+
+@njit(nogil=True, inline="always")
+def _prefetch(a, write):
+    """Prefetch the 1-D array ``a`` (the next row of the input, or of the output)."""
+    for j in range(0, a.shape[0], 64 // a.itemsize):
+        if write:
+            _prefetch_write(a, j)
+        else:
+            _prefetch_read(a, j)
 
 
 # ----- sums along a row ----------------------------------------------------------------------
-# (Loops run over range(len) of slices: a loop from a nonzero start does not vectorize.)
-@njit(nogil=True, fastmath=_FM, cache=True)
+# Inlined into the kernels (a call per row cost ~30% on rows of 256 values). Loops run over
+# range(len) of slices: a loop from a nonzero start does not vectorize (index wraparound).
+@njit(nogil=True, fastmath=_FM, inline="always")
 def _sum_shifted(a, k):
     """Σ (a[i] − k), float64 (partial sums of BLOCK values in a's dtype)."""
     s = 0.0
@@ -57,7 +107,7 @@ def _sum_shifted(a, k):
     return s
 
 
-@njit(nogil=True, fastmath=_FM, cache=True)
+@njit(nogil=True, fastmath=_FM, inline="always")
 def _sum_squares(a, k, dt):
     """Σ ((a[i] − k) − dt)², float64."""
     s = 0.0
@@ -71,7 +121,7 @@ def _sum_squares(a, k, dt):
     return s
 
 
-@njit(nogil=True, fastmath=_FM, cache=True)
+@njit(nogil=True, fastmath=_FM, inline="always")
 def _sums_dy(x, dy, k):
     """(Σ dy, Σ dy·(x − k)), float64."""
     s0 = 0.0
@@ -90,15 +140,14 @@ def _sums_dy(x, dy, k):
     return s0, s1
 
 
-@njit(nogil=True, fastmath=_FM, cache=True)
-def _row_stats(xr, eps, cast):
+@njit(nogil=True, fastmath=_FM, inline="always")
+def _row_stats(xr, eps, inv_width, cast):
     """``(k, d, d in x's dtype, var, 1/√(var + ε))`` of one row (exact two-pass, shifted)."""
-    width = xr.shape[0]
     k = xr[0]
-    d = _sum_shifted(xr, k) / width
+    d = _sum_shifted(xr, k) * inv_width
     cast[0] = d
     dt = cast[0]
-    var = _sum_squares(xr, k, dt) / width
+    var = _sum_squares(xr, k, dt) * inv_width
     return k, d, dt, var, 1.0 / np.sqrt(var + eps)
 
 
@@ -110,11 +159,16 @@ def _forward_rows(x, w, b, eps, groups, seg, y, kk, dd, vv, rstd, r0, r1):
     (γ = ``w``, β = ``b`` per channel, in x's dtype)."""
     m, width = x.shape
     nseg = width // seg
+    inv_width = 1.0 / width
     cast = np.empty(2, dtype=x.dtype)  # float64 values rounded to x's dtype
+    ahead = width * x.itemsize <= PREFETCH_MAX  # short rows: the next one is fetched ahead
     for r in range(r0, r1):
+        if ahead and r + 1 < m:
+            _prefetch(x[r + 1], False)
+            _prefetch(y[r + 1], True)
         xr = x[r]
         yr = y[r]
-        k, d, dt, var, inv = _row_stats(xr, eps, cast)
+        k, d, dt, var, inv = _row_stats(xr, eps, inv_width, cast)
         kk[r], dd[r], vv[r], rstd[r] = k, d, var, inv
         c0 = (r % groups) * nseg
         if seg == 1:  # one γ per value (LayerNorm): y = ((x − k) − d)/σ · γ + β
@@ -141,7 +195,7 @@ def _forward_rows(x, w, b, eps, groups, seg, y, kk, dd, vv, rstd, r0, r1):
 ROWS_ACC = 32  # rows whose dγ/dβ terms are added in x's dtype before the float64 total
 
 
-@njit(nogil=True, fastmath=_FM, cache=True)
+@njit(nogil=True, fastmath=_FM, inline="always")
 def _grad_sums(xr, gr, wr, k, dt, it, ag, ab):
     """One row with a γ per value: ``ag += dy·x̂``, ``ab += dy``; returns (Σ ĝ, Σ ĝ·x̂) with
     ĝ = γ·dy, float64."""
@@ -175,6 +229,7 @@ def _backward_rows(x, dy, w, groups, seg, kk, dd, rstd, dx, part, r0, r1):
     otherwise ``(2, M, P)``: Σ dy·x̂ and Σ dy per row and segment."""
     m, width = x.shape
     nseg = width // seg
+    inv_width = 1.0 / width
     cast = np.empty(3, dtype=x.dtype)  # float64 values rounded to x's dtype
     acc = np.zeros((2, part.shape[2]), dtype=x.dtype) if seg == 1 \
         else np.zeros((2, 0), dtype=x.dtype)
@@ -196,8 +251,8 @@ def _backward_rows(x, dy, w, groups, seg, kk, dd, rstd, dx, part, r0, r1):
                     part[1, 0, c] += acc[1, c]
                     acc[0, c] = 0.0
                     acc[1, c] = 0.0
-            cast[0] = sg / width
-            cast[1] = sgx / width
+            cast[0] = sg * inv_width
+            cast[1] = sgx * inv_width
             mg = cast[0]
             mgx = cast[1]
             for i in range(width):
@@ -212,9 +267,9 @@ def _backward_rows(x, dy, w, groups, seg, kk, dd, rstd, dx, part, r0, r1):
                 part[1, r, p] = s0
                 sg += w[c0 + p] * s0
                 sgx += w[c0 + p] * sx
-            bcoef = -inv * inv * sgx / width  # dx = dy·γ/σ + (x − k)·B + C
+            bcoef = -inv * inv * sgx * inv_width  # dx = dy·γ/σ + (x − k)·B + C
             cast[1] = bcoef
-            cast[2] = -inv * sg / width - bcoef * d
+            cast[2] = -inv * sg * inv_width - bcoef * d
             bt = cast[1]
             ct = cast[2]
             for p in range(nseg):
@@ -230,6 +285,7 @@ def _backward_rows(x, dy, w, groups, seg, kk, dd, rstd, dx, part, r0, r1):
 # ----- threads -------------------------------------------------------------------------------
 _pool = [None, None, 0]  # (ThreadPoolExecutor, pid that made it, its size)
 _pool_lock = threading.Lock()
+CHUNKS_PER_THREAD = 4  # a large input is cut into this many row ranges per thread
 
 
 def threads() -> int:
@@ -248,24 +304,53 @@ def _executor(size: int):
 
 
 def _ranges(m: int, size: int) -> list[tuple[int, int]]:
-    """Row ranges for the threads (one range when the input is small)."""
-    parts = 1
-    if size >= PARALLEL_MIN:
-        parts = max(1, min(threads(), m // ROWS_PER_PART))
+    """Row ranges: one for a small input, else ``CHUNKS_PER_THREAD`` per thread (at least
+    ``ROWS_PER_PART`` rows each)."""
+    nthreads = threads() if size >= PARALLEL_MIN else 1
+    parts = max(1, min(nthreads * (CHUNKS_PER_THREAD if nthreads > 1 else 1),
+                       m // ROWS_PER_PART))
     return [(i * m // parts, (i + 1) * m // parts) for i in range(parts)]
 
 
+class _Job:
+    """Row ranges claimed one at a time by whichever thread is free (the caller included),
+    so a worker that starts late or shares its core does less of the work."""
+
+    def __init__(self, kernel, ranges, make_args):
+        self.kernel, self.ranges, self.make_args = kernel, ranges, make_args
+        self.todo = iter(range(len(ranges)))  # next() is atomic under the GIL
+        self.left = len(ranges)
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.error = None
+
+    def work(self) -> None:
+        for i in self.todo:
+            try:
+                self.kernel(*self.make_args(i), *self.ranges[i])
+            except BaseException as e:  # pragma: no cover - re-raised by the caller
+                self.error = e
+            with self.lock:
+                self.left -= 1
+                if self.left == 0:
+                    self.done.set()
+
+
 def _run(kernel, ranges, make_args):
-    """``kernel(*make_args(i), r0, r1)`` for every range, the first on this thread."""
+    """``kernel(*make_args(i), r0, r1)`` for every range ``i``: on this thread alone, or
+    shared with the worker threads; returns when every range is done."""
     if len(ranges) == 1:
         kernel(*make_args(0), *ranges[0])
         return
-    pool = _executor(len(ranges) - 1)
-    futures = [pool.submit(kernel, *make_args(i), r0, r1)
-               for i, (r0, r1) in enumerate(ranges) if i > 0]
-    kernel(*make_args(0), *ranges[0])
-    for f in futures:
-        f.result()
+    job = _Job(kernel, ranges, make_args)
+    helpers = min(threads(), len(ranges)) - 1
+    pool = _executor(helpers)
+    for _ in range(helpers):
+        pool.submit(job.work)
+    job.work()
+    job.done.wait()
+    if job.error is not None:  # pragma: no cover
+        raise job.error
 
 
 def _gamma_beta(x, w, b, groups, seg):

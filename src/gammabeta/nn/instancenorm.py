@@ -107,7 +107,7 @@ class _InstanceNorm(_RowNorm):
                                  f"track_running_stats=False), got input of shape "
                                  f"{tuple(x.shape)}")
             y, mean, var = self._rows_forward(x, n * c, c, length, length)
-            if self.training and self.track_running_stats:
+            if self.training and self.track_running_stats and n > 0:
                 self._update_running(mean.reshape(n, c), var.reshape(n, c), length)
             return y
         return self._forward_running(x, n, length)

@@ -10,9 +10,12 @@ indexes γ and β (LayerNorm: ``G = 1`` and ``S = 1``, a γ per value).
 
 Numerics. Statistics are computed in float32 or wider (float16 inputs work; the output keeps
 the input's dtype) with a shifted two-pass algorithm: the row's first value ``k`` is
-subtracted before the mean (exact for any common offset, 1e4 and beyond), then the squared
-deviations from the mean are summed; E[x²] − E[x]² is never used. Row totals are float64
-(partial sums of at most 512 values in the compute dtype).
+subtracted before the mean (a large common offset, 1e4 and beyond, cancels exactly), then
+the squared deviations from the mean are summed; E[x²] − E[x]² is never used. The kernels
+add partial sums of at most 512 values (in the compute dtype) in float64; the NumPy path sums
+each row with one BLAS GEMV in the compute dtype. float32 inputs offset by 1e4 or 1e6 match
+the float64 computation on the same numbers to 2e-7 relative (y, dx, dγ; measured on both
+paths, the tests require 1e-5).
 
 Implementation. With Numba (:func:`gammabeta.backend.norm_kernels`, inputs of 2**15 values or
 more) forward and backward are one compiled call each (:mod:`gammabeta.nn._norm_kernels`):
