@@ -16,5 +16,5 @@ from .fold import fold_batchnorm, fold_pair, fold_preceding_pair
 from .onnx_export import DEFAULT_OPSET, export_onnx
 from .predict import LoadedModel, format_predictions, load_inputs, load_model, predict_proba
 
-__all__ = ["fold_batchnorm", "fold_pair", "fold_preceding_pair", "export_onnx", "DEFAULT_OPSET", "LoadedModel",
-           "load_model", "load_inputs", "predict_proba", "format_predictions"]
+__all__ = ["fold_batchnorm", "fold_pair", "fold_preceding_pair", "export_onnx", "DEFAULT_OPSET",
+           "LoadedModel", "load_model", "load_inputs", "predict_proba", "format_predictions"]
