@@ -65,7 +65,7 @@ def test_builtins_load_at_every_scale_and_quick_is_smaller():
     names = builtin_names()
     assert set(names) == {"gamma-beta", "weight-scale", "bn-paper", "gamma-l1", "bn-only",
                           "zero-gamma", "sync-bn", "small-gamma", "small-batch", "precise-bn",
-                          "gamma-beta-norms"}
+                          "gamma-beta-norms", "norm-choice"}
     for n in names:
         sizes = [len(expand(load_spec(n, scale))) for scale in ("full", "quick", "tiny")]
         assert sizes[0] >= sizes[1] >= sizes[2] >= 1
