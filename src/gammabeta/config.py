@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
-from .models.norms import DEFAULT_GROUPS, NORMS
 from .recipes import recipe
 
 __all__ = ["Option", "TrainConfig", "recipe", "MODEL_FLAGS", "check_option", "describe", "MODELS",
@@ -30,6 +29,9 @@ __all__ = ["Option", "TrainConfig", "recipe", "MODEL_FLAGS", "check_option", "de
 
 MODELS = ("cnn", "mlp", "papercnn", "resmlp", "resnet")  # == sorted(models.BUILDERS), tested
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu")
+# --norm's values (models/norms.py builds each) and GroupNorm's default number of groups
+NORMS = ("batch", "layer", "group", "instance", "renorm", "ghost", "none")
+DEFAULT_GROUPS = 8
 # Upper bounds that keep a typo (an extra zero or three) from asking for the machine's memory.
 LIMITS = {"width": 65_536, "depth": 64, "channels": 4_096, "batch_size": 1_000_000,
           "epochs": 100_000, "seed": 2**63 - 1}

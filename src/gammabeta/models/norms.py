@@ -22,13 +22,12 @@ keeps it before ``layer``/``group``, whose statistics mix channels with differen
 from __future__ import annotations
 
 from .. import nn
+from ..config import DEFAULT_GROUPS, NORMS
 from ..errors import ConfigError
 
 __all__ = ["NORMS", "DEFAULT_GROUPS", "norm_layer", "linear_bias", "check_norm",
            "norm_option_names", "norm_modules", "norm_gammas"]
 
-NORMS = ("batch", "layer", "group", "instance", "renorm", "ghost", "none")
-DEFAULT_GROUPS = 8
 # the option each norm reads from ``norm_options`` (all others are refused for it)
 _OPTIONS = {"group": ("groups",), "ghost": ("virtual_batch_size",),
             "renorm": ("r_max", "d_max", "warmup_steps", "ramp_steps")}
