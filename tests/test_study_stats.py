@@ -107,12 +107,14 @@ def test_zero_variance_identical_and_constant_differences():
     assert same.test == "paired t" and same.p == 1.0 and same.note == "identical"
     assert same.ci == (0.0, 0.0) and same.effect is None and "identical" in same.text()
     shift = compare_runs(_rows([0.5, 0.6, 0.7]), _rows([0.4, 0.5, 0.6]))  # +0.1 on every seed
-    assert shift.note == "constant" and shift.p == 0.0 and shift.effect is None
+    # equal differences with few seeds are no evidence of zero variance: no test, not p = 0
+    assert shift.note == "constant" and shift.p is None and shift.effect is None
     assert shift.ci == pytest.approx((0.1, 0.1)) and "same difference" in shift.text()
+    assert "no test" in shift.text()
     welch_same = compare_runs([0.3, 0.3], [0.3, 0.3, 0.3])
     assert welch_same.test == "Welch t" and welch_same.p == 1.0 and welch_same.note == "identical"
     welch_const = compare_runs([0.3, 0.3], [0.5, 0.5, 0.5])
-    assert welch_const.p == 0.0 and welch_const.note == "constant"
+    assert welch_const.p is None and welch_const.note == "constant"
     b = [0.7, 0.72, 0.71, 0.73]
     one_flat = compare_runs([0.089] * 4, b)  # one side constant only: Welch's df = n_b − 1
     t = (0.089 - np.mean(b)) / math.sqrt(np.var(b, ddof=1) / 4)

@@ -17,6 +17,7 @@ from .report import (
     curves_figure,
     diff_text,
     fmt,
+    generic_figure,
     groups,
     steps_summary,
     summary,
@@ -225,5 +226,33 @@ def gamma_beta_norms(spec, rows, out):
     return [*sec, *conclusion(fam, text)], [fig]
 
 
+def norm_choice(spec, rows, out):
+    """Every ``--norm`` per network (the ``setup`` labels read ``"NET, NORM"``): accuracy,
+    and each norm against BatchNorm on the same seeds."""
+    by_net: dict = {}
+    for r in rows:
+        net, norm = r["axes"]["setup"].split(", ", 1)
+        by_net.setdefault(net, {}).setdefault(norm, []).append(r)
+    fam, sec, text, cells = Family(), ["## Results"], [], []
+    for net, norms in by_net.items():
+        st = _ok({n: summary(v) for n, v in norms.items()})
+        vs = {n: fam.add(st[n], st["BatchNorm"], f"{net}: {n} vs BatchNorm")
+              for n in st if n != "BatchNorm" and "BatchNorm" in st}
+        cells.append((net, norms, st, vs))
+    for net, norms, st, vs in cells:
+        sec += [f"### {net}", table(["norm", "test accuracy (%)", "vs BatchNorm"],
+                                    [[n, fmt(st[n]) if n in st else "diverged",
+                                      diff_text(vs[n], fam) if n in vs else "-"]
+                                     for n in norms])]
+        best = max(st, key=lambda n: st[n]["mean"])
+        text.append(f"- {net}: highest mean {best} ({fmt(st[best])}%); different from "
+                    "BatchNorm beyond seed noise: " + (", ".join(
+                        f"{n} ({100 * c.diff:+.1f} pts)" for n, c in vs.items()
+                        if fam.significant(c)) or "none") + ".")
+    fig = generic_figure(["setup"], rows, out, spec.title)
+    return [*sec, *conclusion(fam, text)], [fig]
+
+
 NORM_ANALYSES = {"small-gamma": small_gamma, "small-batch": small_batch,
-                 "precise-bn": precise_bn, "gamma-beta-norms": gamma_beta_norms}
+                 "precise-bn": precise_bn, "gamma-beta-norms": gamma_beta_norms,
+                 "norm-choice": norm_choice}

@@ -29,7 +29,8 @@ __all__ = ["REPORTS", "reports", "write_outputs", "summary", "fmt", "table", "di
 
 # The analyses a study file may name with ``report = "..."`` (study/analyses.py has the rest).
 REPORTS = ("generic", "gamma-beta", "weight-scale", "bn-paper", "gamma-l1", "bn-only",
-           "zero-gamma", "sync-bn", "small-gamma", "small-batch", "precise-bn", "gamma-beta-norms")
+           "zero-gamma", "sync-bn", "small-gamma", "small-batch", "precise-bn", "gamma-beta-norms",
+           "norm-choice")
 
 
 def groups(rows, *axes) -> dict:
@@ -75,7 +76,7 @@ def diff_text(c: Comparison, fam: Family) -> str:
         return "not comparable (diverged)"
     d = f"{100 * c.diff:+.1f} points"
     if not c.tested:
-        return f"{d} (one seed: no noise estimate)"
+        return f"{d} (no test: {c.why_untested()})"
     lo, hi = c.ci
     verdict = "beyond" if fam.significant(c) else "within"
     return (f"{d} ({verdict} seed noise: 95% CI [{100 * lo:.1f}, {100 * hi:.1f}], "
@@ -91,12 +92,13 @@ def conclusion(fam: Family, text: list[str]) -> list[str]:
     if k or not untested:
         head = (f"This report makes {k} comparison{'s' if k != 1 else ''}; significance uses "
                 f"Holm–Bonferroni at α = {ALPHA:g}." + (
-                    f" ({untested} more could not be tested: fewer than 2 seeds.)"
-                    if untested else ""))
+                    f" ({untested} more could not be tested: fewer than 2 seeds, or no "
+                    "variance.)" if untested else ""))
     else:
         head = ("This report makes no testable comparison: " + (
             "the one below has" if untested == 1 else f"the {untested} below have") +
-            " fewer than 2 seeds per setting, so none is called beyond seed noise.")
+            " fewer than 2 seeds per setting (or no variance), so none is called beyond seed "
+            "noise.")
     if not fam.items:
         return ["## Conclusion", head, *text]
     tests = {c.test for c in fam.tested}

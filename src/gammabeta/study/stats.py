@@ -26,8 +26,10 @@ rough. Standard deviations use ``ddof=1``.
 Degenerate cases give no NaN: with fewer than 2 runs (2 pairs) there is no test (``p`` is
 ``None``, ``test`` is ``"none"``); when every per-seed difference (paired) or every value of
 both settings (Welch) is the same (up to 1e-9 of the largest value: rounding), the variance is
-zero and the difference exact: ``p = 1`` if it is 0 (``note = "identical"``), ``p = 0``
-otherwise (``note = "constant"``: the t statistic is infinite); the interval is the
+zero: ``p = 1`` if the difference is 0 (``note = "identical"``); otherwise there is no test
+(``p`` is ``None``, ``note = "constant"``): the t statistic would be infinite, yet with few
+seeds and accuracies on a finite test set (multiples of 1/n_test) equal differences happen by
+chance, so a zero sample variance is no evidence of a zero true variance. The interval is the
 difference itself and the effect size is undefined (``None``).
 
 :func:`holm` adjusts the p-values of a family of comparisons (Holm 1979); :class:`Family`
@@ -130,22 +132,26 @@ class Comparison:
             return "not comparable (no values)"
         d = f"{scale * self.diff:+.{digits}f}{' ' + unit if unit else ''}"
         if not self.tested:
-            return f"{d}, no test ({self.n_text()}: fewer than 2 runs)"
+            return f"{d}, no test ({self.n_text()}: {self.why_untested()})"
         lo, hi = self.ci
         txt = f"{d} [{scale * lo:.{digits}f}, {scale * hi:.{digits}f}], p {fmt_p(self.p)}"
         if p_adjusted is not None:
             txt += f", Holm p {fmt_p(p_adjusted)}"
         extra = {"identical": "; identical on every seed" if self.test == "paired t"
                  else "; all values identical",
-                 "constant": "; the same difference on every seed" if self.test == "paired t"
-                 else "; no spread within either setting"}.get(self.note, "")
+                 }.get(self.note, "")
         txt += f" ({self.test}, {self.n_text()}{extra})"
         if self.effect is not None:
             elo, ehi = self.effect_ci
             txt += f", {self.effect_name} = {self.effect:.1f} [{elo:.1f}, {ehi:.1f}]"
-        elif self.note == "constant":
-            txt += f", {self.effect_name} undefined (zero variance)"
         return txt
+
+    def why_untested(self) -> str:
+        """Why there is no p-value: too few runs, or no variance to test against."""
+        if self.note == "constant":
+            return ("the same difference on every seed: no variance to test against"
+                    if self.test == "paired t" else "no spread within either setting")
+        return "fewer than 2 runs"
 
 
 def fmt_p(p: float) -> str:
@@ -261,7 +267,7 @@ def _paired(a: np.ndarray, b: np.ndarray, mean_a: float, mean_b: float, st) -> C
     tol = _tol(a, b)
     if np.ptp(d) <= tol:  # zero variance: the difference is exact
         zero = abs(mean) <= tol
-        return Comparison(mean, (mean, mean), 1.0 if zero else 0.0, **base, effect=None,
+        return Comparison(mean, (mean, mean), 1.0 if zero else None, **base, effect=None,
                           effect_ci=None, note="identical" if zero else "constant")
     sd = float(d.std(ddof=1))
     half = float(st.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sd / math.sqrt(n)
@@ -286,7 +292,7 @@ def _welch(a: np.ndarray, b: np.ndarray, mean_a: float, mean_b: float, st) -> Co
     tol = _tol(a, b)
     if np.ptp(a) <= tol and np.ptp(b) <= tol:  # zero variance on both sides
         zero = abs(diff) <= tol
-        return Comparison(diff, (diff, diff), 1.0 if zero else 0.0, **base, effect=None,
+        return Comparison(diff, (diff, diff), 1.0 if zero else None, **base, effect=None,
                           effect_ci=None, note="identical" if zero else "constant")
     qa, qb = var_a / na, var_b / nb
     se = math.sqrt(qa + qb)
