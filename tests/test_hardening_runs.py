@@ -272,7 +272,8 @@ def test_outputs_that_are_not_regular_files_are_refused(tmp_path, data, capsys):
 
 @pytest.mark.parametrize("args, said", [
     (["--model", "cnn", "--hidden", "64,64"], "--hidden='64,64' sets the widths of mlp"),
-    (["--model", "resnet", "--norm", "none", "--zero-init-residual"], "zeroes the γ of the last BatchNorm"),
+    (["--model", "resnet", "--norm", "none", "--zero-init-residual"],
+     "zeroes the γ of the last BatchNorm"),
     (["--norm", "none", "--gamma-init", "0.5"], "sets the normalization layers' gamma"),
 ])
 def test_options_that_would_do_nothing_are_refused(args, said, capsys):
