@@ -98,6 +98,49 @@ def torch_param_groups(twin, weight_decay):
             {"params": keep, "weight_decay": 0.0}]
 
 
+
+def _norm_case(name, group, mode, passes, layer, tl, x, dy) -> dict:
+    """One timed case of a normalization layer and its torch twin: ``forward (train)``,
+    ``forward (eval)`` (no grad) or ``forward+backward``; bytes = passes × the input's."""
+    import torch
+
+    tx, tdy = torch.from_numpy(x), torch.from_numpy(dy)
+    if mode == "forward (train)":
+        def fg():
+            layer(x)
+
+        def ft():
+            tl(tx)
+    elif mode == "forward (eval)":
+        layer.eval()
+        tl.eval()
+
+        def fg():
+            with gnn.no_grad():
+                layer(x)
+
+        def ft():
+            with torch.no_grad():
+                tl(tx)
+    else:
+        txg = tx.clone().requires_grad_(True)
+
+        def fg():
+            layer.zero_grad()
+            layer(x)
+            layer.backward(dy)
+
+        def ft():
+            tl.zero_grad()
+            txg.grad = None
+            tl(txg).backward(tdy)
+    size = x.nbytes
+    note = ("read x, write y" if passes == 2 else
+            "fwd: read x, write y; bwd: read x, read dy, write dx")
+    return dict(name=name, group=group, gb=fg, torch=ft, bytes=passes * size,
+                bytes_note=f"{passes} × {size / 1e6:.1f} MB ({note})")
+
+
 # ----- BatchNorm cases -------------------------------------------------------------------------
 def bn_cases():
     import torch
@@ -108,7 +151,6 @@ def bn_cases():
         c = shape[1]
         x = (rng.standard_normal(shape, dtype=np.float32) * 2 + 1)
         dy = rng.standard_normal(shape, dtype=np.float32)
-        size = x.nbytes
         for mode, passes in BN_MODES:
             bn = getattr(gnn, kind)(c, gamma_init="normal(mean=1, std=0.2)", beta_init="normal",
                                     rng=np.random.default_rng(1))
@@ -116,42 +158,8 @@ def bn_cases():
             with torch.no_grad():
                 tb.weight.copy_(torch.from_numpy(bn.weight.data))
                 tb.bias.copy_(torch.from_numpy(bn.bias.data))
-            tx = torch.from_numpy(x)
-            tdy = torch.from_numpy(dy)
-            if mode == "forward (train)":
-                def fg(bn=bn, x=x):
-                    bn(x)
-
-                def ft(tb=tb, tx=tx):
-                    tb(tx)
-            elif mode == "forward (eval)":
-                bn.eval()
-                tb.eval()
-
-                def fg(bn=bn, x=x):
-                    with gnn.no_grad():
-                        bn(x)
-
-                def ft(tb=tb, tx=tx):
-                    with torch.no_grad():
-                        tb(tx)
-            else:
-                txg = tx.clone().requires_grad_(True)
-
-                def fg(bn=bn, x=x, dy=dy):
-                    bn.zero_grad()
-                    bn(x)
-                    bn.backward(dy)
-
-                def ft(tb=tb, txg=txg, tdy=tdy):
-                    tb.zero_grad()
-                    txg.grad = None
-                    tb(txg).backward(tdy)
-            note = ("read x, write y" if passes == 2 else
-                    "fwd: read x, write y; bwd: read x, read dy, write dx")
-            out.append(dict(name=f"{kind} {shape} {mode}", group="BatchNorm", gb=fg, torch=ft,
-                            bytes=passes * size, bytes_note=f"{passes} × {size / 1e6:.1f} MB "
-                                                            f"({note})"))
+            out.append(_norm_case(f"{kind} {shape} {mode}", "BatchNorm", mode, passes, bn, tb,
+                                  x, dy))
     return out
 
 
@@ -192,45 +200,15 @@ def _norm_pair(kind: str, args: tuple):
 def norm_cases():
     """LayerNorm, GroupNorm and InstanceNorm2d: forward+backward in training mode, and the
     forward in evaluation mode (no gradient), against PyTorch's layers."""
-    import torch
-
     out = []
     for label, (kind, args), shape in NORM_SHAPES:
         rng = np.random.default_rng(0)
         x = rng.standard_normal(shape, dtype=np.float32) * 2 + 1
         dy = rng.standard_normal(shape, dtype=np.float32)
-        size = x.nbytes
         for mode, passes in NORM_MODES:
             layer, tl = _norm_pair(kind, args)
-            tx, tdy = torch.from_numpy(x), torch.from_numpy(dy)
-            if mode == "forward (eval)":
-                layer.eval()
-                tl.eval()
-
-                def fg(layer=layer, x=x):
-                    with gnn.no_grad():
-                        layer(x)
-
-                def ft(tl=tl, tx=tx):
-                    with torch.no_grad():
-                        tl(tx)
-            else:
-                txg = tx.clone().requires_grad_(True)
-
-                def fg(layer=layer, x=x, dy=dy):
-                    layer.zero_grad()
-                    layer(x)
-                    layer.backward(dy)
-
-                def ft(tl=tl, txg=txg, tdy=tdy):
-                    tl.zero_grad()
-                    txg.grad = None
-                    tl(txg).backward(tdy)
-            note = ("read x, write y" if passes == 2 else
-                    "fwd: read x, write y; bwd: read x, read dy, write dx")
-            out.append(dict(name=f"{label} {shape} {mode}", group="LayerNorm/GroupNorm", gb=fg,
-                            torch=ft, bytes=passes * size,
-                            bytes_note=f"{passes} × {size / 1e6:.1f} MB ({note})"))
+            out.append(_norm_case(f"{label} {shape} {mode}", "LayerNorm/GroupNorm", mode, passes,
+                                  layer, tl, x, dy))
     return out
 
 

@@ -282,8 +282,8 @@ def _summary(result, out: Path, parallel=None) -> str:
             ("time", f"{result.seconds:.1f} s"), ("outputs", str(out))]
     if parallel is not None:
         norm = result.config.norm  # only norm='batch' becomes SyncBatchNorm
-        bn = ("SyncBatchNorm" if result.config.sync_bn else "per-worker BatchNorm") \
-            if norm == "batch" else f"norm {norm}"
+        bn = f"norm {norm}" if norm != "batch" else "SyncBatchNorm" if result.config.sync_bn \
+            else "per-worker BatchNorm"
         rows.insert(3, ("processes", f"{parallel.size} (MPI, {bn})"))
     if result.dataset_note:
         rows.insert(1, ("note", result.dataset_note))
@@ -397,5 +397,3 @@ def _parallel(a, cfg):
     from .distributed import DataParallel
 
     return DataParallel()
-
-
