@@ -264,11 +264,13 @@ def test_kernel_row_ranges_on_threads_agree_with_one_thread(monkeypatch, layer, 
     x = (rng.standard_normal(shape) * 2 + 1).astype(np.float32)
     dy = rng.standard_normal(shape).astype(np.float32)
     out = []
-    for nthreads, parallel_min in ((1, kern.PARALLEL_MIN), (3, 1)):
-        monkeypatch.setattr(kern, "threads", lambda n=nthreads: n)
-        monkeypatch.setattr(kern, "PARALLEL_MIN", parallel_min)
-        assert len(kern._ranges(shape[0] * 3, x.size)) == (1 if nthreads == 1 else
-                                                           min(12, shape[0] * 3 // 8))
+    from gammabeta.nn import _row_pool
+
+    for nthreads, parallel_min in ((1, _row_pool.PARALLEL_MIN), (3, 1)):
+        monkeypatch.setattr(_row_pool, "threads", lambda n=nthreads: n)
+        monkeypatch.setattr(_row_pool, "PARALLEL_MIN", parallel_min)
+        assert len(_row_pool.row_ranges(shape[0] * 3, x.size)) == (
+            1 if nthreads == 1 else min(12, shape[0] * 3 // 8))
         m = make[layer]()
         with backend.jit("force"):
             y = m(x)

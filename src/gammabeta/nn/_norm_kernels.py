@@ -22,31 +22,25 @@ and a backward that keep only x. Partial sums of at most ``BLOCK`` values are ta
 input's dtype (SIMD lanes, ``fastmath`` reassociation only), totals in float64 (with a γ per
 value, each value's dγ/dβ terms over ``ROWS_ACC`` rows in the input's dtype, then float64).
 A kernel call covers rows ``r0:r1``. Inputs of ``PARALLEL_MIN`` values or more are cut into
-``CHUNKS_PER_THREAD`` row ranges per thread, claimed one at a time by whichever thread is free
-(the caller and a small pool of Python threads; the kernels release the GIL), each range
-writing its own rows and its own partial dγ/dβ. Compiled code is cached on disk
+row ranges shared over threads (:mod:`gammabeta.nn._row_pool`; the kernels release the GIL),
+each range writing its own rows and its own partial dγ/dβ. Compiled code is cached on disk
 (``cache=True``).
 """
 
 from __future__ import annotations
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ._row_pool import PARALLEL_MIN, row_ranges, run, threads
+
 __all__ = ["norm_forward", "norm_backward", "threads", "PARALLEL_MIN"]
 
 _FM = {"reassoc", "contract"}
 BLOCK = 512  # values per partial sum in the input's dtype
-PARALLEL_MIN = 1 << 20  # inputs of at least this many values are split over threads
-ROWS_PER_PART = 8  # at least this many rows per range of rows run on one thread
 PREFETCH_MAX = 2048  # forward: rows of at most this many bytes are prefetched a row ahead
 
 
@@ -223,11 +217,57 @@ def _grad_sums(xr, gr, wr, k, dt, it, ag, ab):
 
 
 @njit(nogil=True, fastmath=_FM, cache=True)
+def _backward_short_rows(x, dy, w, groups, kk, dd, rstd, dx, part, r0, r1):
+    """:func:`_backward_rows` for rows of at most ``BLOCK`` values with a γ per value
+    (LayerNorm): one partial sum per row, and no branch or slice inside the row loop (either
+    made the loops ~40% slower on rows of 256 values, measured in cache)."""
+    width = x.shape[1]
+    inv_width = 1.0 / width
+    cast = np.empty(2, dtype=x.dtype)  # float64 values rounded to x's dtype
+    acc = np.zeros((2, part.shape[2]), dtype=x.dtype)
+    ag, ab = acc[0], acc[1]
+    for r in range(r0, r1):
+        xr, gr, dxr = x[r], dy[r], dx[r]
+        k = kk[r]
+        cast[0] = dd[r]
+        cast[1] = rstd[r]
+        dt = cast[0]
+        it = cast[1]
+        c0 = (r % groups) * width
+        wr, agr, abr = w[c0:c0 + width], ag[c0:c0 + width], ab[c0:c0 + width]
+        p0 = k - k  # Σ ĝ and Σ ĝ·x̂, ĝ = γ·dy
+        p1 = k - k
+        for i in range(width):
+            g = gr[i]
+            xh = ((xr[i] - k) - dt) * it
+            agr[i] += g * xh
+            abr[i] += g
+            g = g * wr[i]
+            p0 += g
+            p1 += g * xh
+        if (r - r0) % ROWS_ACC == ROWS_ACC - 1 or r == r1 - 1:
+            for c in range(ag.shape[0]):
+                part[0, 0, c] += ag[c]
+                part[1, 0, c] += ab[c]
+                ag[c] = 0.0
+                ab[c] = 0.0
+        cast[0] = float(p0) * inv_width
+        cast[1] = float(p1) * inv_width
+        mg = cast[0]
+        mgx = cast[1]
+        for i in range(width):
+            dxr[i] = (gr[i] * wr[i] - mg - ((xr[i] - k) - dt) * it * mgx) * it
+
+
+@njit(nogil=True, fastmath=_FM, cache=True)
 def _backward_rows(x, dy, w, groups, seg, kk, dd, rstd, dx, part, r0, r1):
     """Rows ``r0:r1`` of the backward into ``dx``. ``part`` (float64) receives the parameter
     gradients: with ``seg == 1`` a ``(2, 1, C)`` sum over this range's rows (Σ dy·x̂, Σ dy);
     otherwise ``(2, M, P)``: Σ dy·x̂ and Σ dy per row and segment."""
     m, width = x.shape
+    if seg == 1 and width <= BLOCK:
+        _backward_short_rows(x, dy, w, groups, kk, dd, rstd, dx, part, r0, r1)
+        return
     nseg = width // seg
     inv_width = 1.0 / width
     cast = np.empty(3, dtype=x.dtype)  # float64 values rounded to x's dtype
@@ -282,77 +322,6 @@ def _backward_rows(x, dy, w, groups, seg, kk, dd, rstd, dx, part, r0, r1):
                     ds[i] = gs[i] * at + (xs[i] - k) * bt + ct
 
 
-# ----- threads -------------------------------------------------------------------------------
-_pool = [None, None, 0]  # (ThreadPoolExecutor, pid that made it, its size)
-_pool_lock = threading.Lock()
-CHUNKS_PER_THREAD = 4  # a large input is cut into this many row ranges per thread
-
-
-def threads() -> int:
-    """Threads for inputs of ``PARALLEL_MIN`` values or more: numba's setting
-    (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``), as for the BatchNorm kernels."""
-    return max(1, numba.get_num_threads())
-
-
-def _executor(size: int):
-    with _pool_lock:
-        pool, pid, have = _pool
-        if pool is None or pid != os.getpid() or have < size:  # (a forked child: a new pool)
-            pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="gammabeta-norm")
-            _pool[:] = [pool, os.getpid(), size]
-        return pool
-
-
-def _ranges(m: int, size: int) -> list[tuple[int, int]]:
-    """Row ranges: one for a small input, else ``CHUNKS_PER_THREAD`` per thread (at least
-    ``ROWS_PER_PART`` rows each)."""
-    nthreads = threads() if size >= PARALLEL_MIN else 1
-    parts = max(1, min(nthreads * (CHUNKS_PER_THREAD if nthreads > 1 else 1),
-                       m // ROWS_PER_PART))
-    return [(i * m // parts, (i + 1) * m // parts) for i in range(parts)]
-
-
-class _Job:
-    """Row ranges claimed one at a time by whichever thread is free (the caller included),
-    so a worker that starts late or shares its core does less of the work."""
-
-    def __init__(self, kernel, ranges, make_args):
-        self.kernel, self.ranges, self.make_args = kernel, ranges, make_args
-        self.todo = iter(range(len(ranges)))  # next() is atomic under the GIL
-        self.left = len(ranges)
-        self.lock = threading.Lock()
-        self.done = threading.Event()
-        self.error = None
-
-    def work(self) -> None:
-        for i in self.todo:
-            try:
-                self.kernel(*self.make_args(i), *self.ranges[i])
-            except BaseException as e:  # pragma: no cover - re-raised by the caller
-                self.error = e
-            with self.lock:
-                self.left -= 1
-                if self.left == 0:
-                    self.done.set()
-
-
-def _run(kernel, ranges, make_args):
-    """``kernel(*make_args(i), r0, r1)`` for every range ``i``: on this thread alone, or
-    shared with the worker threads; returns when every range is done."""
-    if len(ranges) == 1:
-        kernel(*make_args(0), *ranges[0])
-        return
-    job = _Job(kernel, ranges, make_args)
-    helpers = min(threads(), len(ranges)) - 1
-    pool = _executor(helpers)
-    for _ in range(helpers):
-        pool.submit(job.work)
-    job.work()
-    job.done.wait()
-    if job.error is not None:  # pragma: no cover
-        raise job.error
-
-
 def _gamma_beta(x, w, b, groups, seg):
     """γ and β as arrays of x's dtype (ones and zeros for absent ones)."""
     c = groups * x.shape[1] // seg
@@ -368,7 +337,7 @@ def norm_forward(x, w, b, eps, groups, seg, y):
     k = np.empty(m, dtype=x.dtype)
     d, var, rstd = np.empty(m), np.empty(m), np.empty(m)
     w, b = _gamma_beta(x, w, b, groups, seg)
-    _run(_forward_rows, _ranges(m, x.size),
+    run(_forward_rows, row_ranges(m, x.size),
          lambda i: (x, w, b, float(eps), groups, seg, y, k, d, var, rstd))
     return k, d, var, rstd
 
@@ -377,14 +346,14 @@ def norm_backward(x, dy, w, groups, seg, k, d, rstd, dx):
     """The backward into ``dx``; returns ``(Σ dy·x̂, Σ dy)`` (float64) per channel with
     ``seg == 1``, else per row and segment, ``(M, P)`` (the caller sums each channel's rows)."""
     m, width = x.shape
-    ranges = _ranges(m, x.size)
+    ranges = row_ranges(m, x.size)
     w, _ = _gamma_beta(x, w, w, groups, seg)
     if seg == 1:
         parts = np.zeros((len(ranges), 2, 1, groups * width))
-        _run(_backward_rows, ranges,
+        run(_backward_rows, ranges,
              lambda i: (x, dy, w, groups, seg, k, d, rstd, dx, parts[i]))
         total = parts.sum(axis=0) if len(ranges) > 1 else parts[0]
         return total[0, 0], total[1, 0]
     part = np.empty((2, m, width // seg))
-    _run(_backward_rows, ranges, lambda i: (x, dy, w, groups, seg, k, d, rstd, dx, part))
+    run(_backward_rows, ranges, lambda i: (x, dy, w, groups, seg, k, d, rstd, dx, part))
     return part[0], part[1]
