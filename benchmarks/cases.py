@@ -14,6 +14,7 @@ import gammabeta.nn as gnn
 from gammabeta import optim
 from gammabeta.models import build_model
 from gammabeta.nn.losses import CrossEntropyLoss
+from gammabeta.nn.sequential import backward_params_only
 
 BN_SHAPES = [("BatchNorm1d", (256, 1024)), ("BatchNorm1d", (4096, 1024)),
              ("BatchNorm2d", (64, 64, 32, 32)), ("BatchNorm2d", (128, 256, 8, 8))]
@@ -251,10 +252,10 @@ def make_step(name, input_shape, classes, batch, options, seed=0, with_models=Fa
     act = _leaf_activation_bytes(model, xb)
     nparam = sum(p.data.nbytes for p in model.parameters())
 
-    def fg():
+    def fg():  # as the training loop runs it: no gradient of the input (nor in PyTorch)
         opt.zero_grad()
         loss_fn(model(xb), yb)
-        model.backward(loss_fn.backward())
+        backward_params_only(model, loss_fn.backward())
         opt.step()
 
     def ft():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["recipe", "describe_recipes"]
+__all__ = ["recipe", "describe_recipes", "add_recipes_epilog"]
 
 # Recipes: what ``gammabeta train --model NAME`` uses for options left unset, per model and
 # input rank (1: vectors such as MNIST-1D, 3: images). Measured on MNIST-1D, 3 seeds: see README.
@@ -26,6 +26,19 @@ def recipe(model: str, input_rank: int) -> dict:
     """The default options of ``model`` for inputs of rank ``input_rank`` (2 counts as 1)."""
     rank = 1 if input_rank <= 2 else 3
     return dict(_RECIPES.get((model, rank), _RECIPES.get((model, 1), _FALLBACK)))
+
+
+def add_recipes_epilog(parser) -> None:
+    """Give ``parser`` :func:`describe_recipes` as its epilog when its help is shown, not
+    before: the description imports the model builders (and NumPy), which ``gammabeta
+    --help`` and every other command's start do without."""
+    plain_help = parser.format_help
+
+    def format_help() -> str:
+        parser.epilog = parser.epilog or describe_recipes()
+        return plain_help()
+
+    parser.format_help = format_help
 
 
 def describe_recipes() -> str:

@@ -17,6 +17,7 @@ from .data.loader import DataLoader
 from .errors import ConfigError, NonFiniteError, TrainingInterrupted
 from .nn.losses import CrossEntropyLoss
 from .nn.mode import batch_shard
+from .nn.sequential import backward_params_only
 from .optim.clip import clip_grad_norm_
 
 __all__ = ["History", "fit", "evaluate", "predict_logits", "train_epoch"]
@@ -165,7 +166,7 @@ def _forward_backward(model, loss_fn, xb, yb, total: int, parallel):
     dy = loss_fn.backward() if n else np.zeros_like(logits)
     if parallel is not None:
         dy = dy * dy.dtype.type(n / total)
-    model.backward(dy)
+    backward_params_only(model, dy)  # no dx of the data: PyTorch's saving
     if parallel is not None:
         parallel.allreduce_gradients(model.parameters())
     bad = _first_nonfinite_grad(model)
@@ -211,7 +212,7 @@ def train_epoch(model, loader, optimizer, loss_fn, scheduler=None, on_step=None,
         loss = float(loss_fn(logits, yb))
         if not np.isfinite(loss):
             raise NonFiniteError(f"training loss became {loss} at epoch {epoch}, step {step}")
-        model.backward(loss_fn.backward())
+        backward_params_only(model, loss_fn.backward())
         optimizer.step()
         bad = _first_nonfinite_buffer(model, xb)
         if bad is not None:

@@ -69,10 +69,10 @@ def _add(group, name: str, o: Option, default) -> None:
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     """Every TrainConfig option as a flag (grouped), the model flags and the run options;
     the epilog lists every model's recipe (the effective defaults of unset options)."""
-    from .recipes import describe_recipes
+    from .recipes import add_recipes_epilog
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.epilog = describe_recipes()
+    add_recipes_epilog(p)
     groups = {g: p.add_argument_group(g) for g in ("data", "model", "optimization",
                                                       "robustness", *list(_GROUPS)[3:])}
     defaults = TrainConfig().to_dict()

@@ -10,10 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-import numpy as np
-
-from .access import param_array
-
 NUM_ARGS = {"num_features", "num_feature", "n_features", "nfeatures", "features", "feature_size",
             "feature_dim", "num_channels", "channels", "n_channels", "nchannels", "in_channels",
             "channel", "dim", "dims", "d", "D", "size", "C", "c", "n", "N", "num_units", "units",
@@ -78,6 +74,8 @@ class RecordingOptimizer:
         return self.__copy__()
 
     def update(self, w, grad, *args, **kwargs):
+        import numpy as np  # (imported here: names is read by the command line's parser)
+
         self.seen[id(w)] = np.array(grad, dtype=np.float64, copy=True)
         return w
 
@@ -86,6 +84,10 @@ class RecordingOptimizer:
 
 def arrays_of(obj, depth: int = 1, prefix: str = ""):
     """(path, array) for every float array attribute (and dict entry, one level down)."""
+    import numpy as np
+
+    from .access import param_array
+
     try:
         items = list(vars(obj).items())
     except TypeError:

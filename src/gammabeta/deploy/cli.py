@@ -14,8 +14,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import ConfigError, OutputError
 
 __all__ = ["add_parser", "add_export_parser", "add_predict_parser", "cmd_export",
@@ -46,6 +44,8 @@ def _output_file(path: str, flag: str, overwrite: bool, reads=()) -> Path:
 
 
 def cmd_export(a) -> int:
+    import numpy as np
+
     """Rebuild the model from ``--model`` and write the ONNX file."""
     from .fold import fold_batchnorm
     from .onnx_export import export_onnx
@@ -79,6 +79,8 @@ def cmd_export(a) -> int:
 
 
 def cmd_predict(a) -> int:
+    import numpy as np
+
     """Class probabilities and argmax for every sample of ``INPUT``."""
     from ..io import atomic_write_text
     from .predict import (
@@ -118,7 +120,7 @@ def cmd_predict(a) -> int:
 
 
 def add_export_parser(subparsers) -> argparse.ArgumentParser:
-    from .onnx_export import DEFAULT_OPSET
+    from . import DEFAULT_OPSET
 
     p = subparsers.add_parser("export", help="export a trained model (run folder) to ONNX")
     p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="ONNX file to write")

@@ -45,10 +45,10 @@ from ..nn.frozen_bn import _FrozenBatchNorm
 from ..nn.groupnorm import GroupNorm
 from ..nn.instancenorm import _InstanceNorm
 from ..nn.layernorm import LayerNorm
+from . import DEFAULT_OPSET
 
 __all__ = ["export_onnx", "DEFAULT_OPSET", "MIN_OPSET"]
 
-DEFAULT_OPSET = 17
 MIN_OPSET = 13
 
 

@@ -172,7 +172,8 @@ class _ConvNd(Module):
         cols = xp.ascontiguousarray(win).reshape(g, c // g * kh * kw, n * ho * wo)
         return cols, (ho, wo)
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
+        """dW, db from dy; returns dx (``None`` with ``input_grad=False``)."""
         x4, (n, c, h, wd), (ho, wo), unbatched = self._saved()
         xp = namespace(dy)
         w = self.weight.data
@@ -197,6 +198,8 @@ class _ConvNd(Module):
             gw = xp.matmul(dyt, cols.swapaxes(-1, -2))  # (G, O/G, Kg)
             del cols
             accumulate_new(self.weight, gw.reshape(w.shape))
+        if not input_grad:
+            return None
         # dx = col2im(Wᵀ dy), one kernel offset at a time: dcols[(c, i, j)] = W[:, c, i, j]ᵀ dy
         # (G GEMMs of (C/G, O/G) @ (O/G, N·P)) added straight into dx where that offset read
         # x: the temporaries stay the size of x instead of kh·kw times it

@@ -117,7 +117,8 @@ class Linear(Module):
         self._cache = x if is_grad_enabled() else None
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
+        """dW += dyᵀx, db += Σ dy; returns dx = dy·W (``None`` with ``input_grad=False``)."""
         x = self._saved()
         if dy.shape != x.shape[:-1] + (self.out_features,):
             raise ShapeError(f"{self.describe()}.backward: got dy of shape {dy.shape}, "
@@ -129,4 +130,4 @@ class Linear(Module):
             accumulate_new(self.weight, dy2.T @ x2)
         if self.bias is not None and self.bias.requires_grad:
             accumulate_new(self.bias, dy2.sum(axis=0))
-        return dy @ self.weight.data
+        return dy @ self.weight.data if input_grad else None

@@ -1,0 +1,49 @@
+"""What a command imports before it has work to do: ``gammabeta --help`` (and building every
+subcommand's parser) imports neither NumPy nor Numba; the training flags' help still lists
+every model's recipe. (Start-up *times* are measured in benchmarks/, never asserted here.)"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import contextlib, io, sys
+from gammabeta.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    try:
+        main({argv!r})
+    except SystemExit:
+        pass
+print(sorted(m.split('.')[0] for m in sys.modules if m.split('.')[0] in ('numpy', 'numba',
+      'matplotlib', 'torch')))
+print(len(out.getvalue()))
+"""
+
+
+def _imports(argv):
+    r = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    heavy, size = r.stdout.strip().splitlines()[-2:]
+    return set(eval(heavy)), int(size)  # noqa: S307 - our own probe's printed list
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["study", "--help"], ["check", "--help"],
+                                  ["export", "--help"], ["predict", "--help"]])
+def test_help_imports_no_numerics(argv):
+    heavy, size = _imports(argv)
+    assert heavy == set(), f"gammabeta {' '.join(argv)} imported {heavy}"
+    assert size > 200  # the help was printed
+
+
+def test_train_help_lists_the_recipes_without_numba():
+    heavy, size = _imports(["train", "--help"])
+    assert "numba" not in heavy and "torch" not in heavy and "matplotlib" not in heavy
+    from gammabeta.cli import build_parser
+
+    text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    assert "recipes:" in text and "resnet" in text
