@@ -5,13 +5,16 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: clean-jit demo test lint bench fuzz soak install clean docs docs-check figures
+# warm: compile the Numba kernels for this machine now (install runs it; 1-2 minutes once),
+# not in the first training run
+.PHONY: warm clean-jit demo test lint bench fuzz soak install clean docs docs-check figures
 
 # .venv/.installed: what running needs (make demo); .venv/.installed-test adds the test,
 # docs and benchmark references (torch, onnx, dask, mpi, mkdocs) for make test
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	$(MAKE) warm
 	touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP) pyproject.toml
@@ -60,3 +63,8 @@ clean:
 # functions in other files that call it keep the old compiled code until this is run
 clean-jit:
 	find src -path '*__pycache__*' \( -name '*.nbi' -o -name '*.nbc' \) -delete
+
+warm:
+	@$(PY) -c "from gammabeta.backend import warm_kernels as w; \
+	print('compiling the kernels for this machine (once per install)', flush=True); \
+	print(f'kernels ready in {w():.0f} s')"

@@ -31,25 +31,10 @@ STEP_CASES = [
 
 
 def warm_kernels():
-    """Run BatchNorm forward+backward on small inputs, in both loop forms, on one thread and
-    split over the worker threads (compiles or loads every JIT kernel)."""
+    """Compile or load every JIT kernel before anything is timed."""
     from gammabeta import backend
-    from gammabeta.nn import _threads
 
-    x = np.random.default_rng(0).standard_normal((64, 8, 128), dtype=np.float32)
-    for parallel_min in (_threads.PARALLEL_MIN, 1):
-        saved = _threads.PARALLEL_MIN
-        _threads.PARALLEL_MIN = parallel_min
-        try:
-            for shape in ((64, 8, 128), (64, 1024)):
-                bn = gnn.BatchNorm1d(shape[1])
-                with backend.jit("force"):
-                    bn.backward(bn(x.reshape(shape)))
-                bn.eval()
-                with backend.jit("force"):
-                    bn.backward(bn(x.reshape(shape)))
-        finally:
-            _threads.PARALLEL_MIN = saved
+    backend.warm_kernels()
 
 
 # ----- PyTorch twins ---------------------------------------------------------------------------

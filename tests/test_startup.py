@@ -47,3 +47,13 @@ def test_train_help_lists_the_recipes_without_numba():
 
     text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
     assert "recipes:" in text and "resnet" in text
+
+
+def test_warm_kernels_leaves_every_kernel_in_the_cache():
+    """What the Makefile's install step runs: afterwards the on-disk cache holds the
+    BatchNorm and LayerNorm/GroupNorm kernels, so no training run compiles them."""
+    from gammabeta import backend
+
+    pytest.importorskip("numba")
+    assert backend.warm_kernels() > 0
+    assert backend.kernels_compiled() and backend._norm_kernels_compiled()

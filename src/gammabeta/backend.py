@@ -7,13 +7,14 @@ Layers never reach for a global ``np``: they ask ``xp = namespace(x)`` and do th
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 
 import numpy
 
 __all__ = ["namespace", "to_numpy", "compute_dtype", "is_floating", "kernels", "set_jit",
            "jit_mode", "jit", "kernel_info", "accumulate_new", "kernels_compiled",
-           "set_compile_notice", "norm_kernels"]
+           "set_compile_notice", "norm_kernels", "warm_kernels"]
 
 
 def namespace(*arrays):
@@ -220,3 +221,40 @@ def kernel_info() -> str:
 
     return (f"numba {numba.__version__} kernels for BatchNorm ({_jit_mode}; "
             f"{mod.threads()} threads for inputs of {mod.PARALLEL_MIN} elements or more)")
+
+
+def warm_kernels() -> float:
+    """Compile every kernel the layers use in float32 for this machine now, or load them from
+    Numba's on-disk cache when they are there; returns the seconds it took (0 without Numba).
+
+    The Makefile's install step runs this, so that a first ``gammabeta train`` does not spend
+    its first minute compiling: BatchNorm's kernels in both loop forms, on one thread and
+    split over the worker threads, in training and evaluation; LayerNorm on short and long
+    rows; GroupNorm.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    if _load_kernels() is None or _load_norm_kernels() is None:
+        return 0.0
+    from . import nn
+    from .nn import _threads
+
+    x = numpy.random.default_rng(0).standard_normal((64, 8, 128), dtype=numpy.float32)
+    saved = _threads.PARALLEL_MIN
+    try:
+        for parallel_min in (saved, 1):  # one thread, then the worker pool
+            _threads.PARALLEL_MIN = parallel_min
+            for shape in ((64, 8, 128), (64, 1024)):
+                bn = nn.BatchNorm1d(shape[1])
+                for _ in ("train", "eval"):
+                    with jit("force"):
+                        bn.backward(bn(x.reshape(shape)))
+                    bn.eval()
+    finally:
+        _threads.PARALLEL_MIN = saved
+    for layer, shape in ((nn.LayerNorm(64), (128, 64)), (nn.LayerNorm(1024), (64, 1024)),
+                         (nn.GroupNorm(4, 8), (16, 8, 64))):
+        with jit("force"):
+            layer.backward(layer(x.reshape(-1)[:math.prod(shape)].reshape(shape)))
+    return time.perf_counter() - t0
