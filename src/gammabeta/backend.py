@@ -14,7 +14,8 @@ import numpy
 
 __all__ = ["namespace", "to_numpy", "compute_dtype", "is_floating", "kernels", "set_jit",
            "jit_mode", "jit", "kernel_info", "accumulate_new", "kernels_compiled",
-           "set_compile_notice", "norm_kernels", "warm_kernels"]
+           "set_compile_notice", "norm_kernels", "warm_kernels",
+           "set_kernel_threads", "kernel_threads", "kernel_threads_limit"]
 
 
 def namespace(*arrays):
@@ -123,6 +124,23 @@ def jit(mode):
 
 
 _compile_notice = None  # called once before kernels are loaded with a cold cache
+_kernel_threads = None  # at most this many threads for the kernels (None: Numba's count)
+
+
+def set_kernel_threads(n: int | None) -> None:
+    """Run the kernels on at most ``n`` threads (``None``: Numba's thread count); the
+    training loop's :class:`~gammabeta.autothreads.ThreadTuner` sets it."""
+    global _kernel_threads
+    _kernel_threads = None if n is None else max(1, int(n))
+
+
+def kernel_threads_limit() -> int | None:
+    return _kernel_threads
+
+
+def kernel_threads(available: int) -> int:
+    """Threads a kernel may use out of ``available`` (Numba's count)."""
+    return max(1, available if _kernel_threads is None else min(available, _kernel_threads))
 
 
 def kernels_compiled() -> bool:

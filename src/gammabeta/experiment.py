@@ -56,6 +56,7 @@ class RunResult:
                 "seconds": self.seconds, "config": self.config.to_dict(),
                 "history": self.history.as_dict(), "dataset_note": self.dataset_note,
                 "split": self.split, "val_accuracy": self.val_accuracy,
+                "threads": self.history.threads or None,
                 "note": "val_* figures are measured on the validation split (val_fraction of "
                         "each class of the training data, held out from training); test_* "
                         "is measured once, after the last epoch"}

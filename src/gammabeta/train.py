@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import nn
+from .autothreads import ThreadTuner
 from .data.loader import DataLoader
 from .errors import ConfigError, NonFiniteError, TrainingInterrupted
 from .nn.losses import CrossEntropyLoss
@@ -28,6 +29,7 @@ class History:
     """Per-epoch records: epoch, train/val loss and accuracy, learning rate, seconds."""
 
     records: list[dict] = field(default_factory=list)
+    threads: dict = field(default_factory=dict)  # steps run at each thread count (tuned)
 
     def append(self, record: dict) -> None:
         self.records.append(dict(record))
@@ -264,6 +266,22 @@ def fit(model: nn.Module, x_train, y_train, *, optimizer, epochs: int, batch_siz
     if parallel is not None and not parallel.is_root:
         loop.sums = [0.0, 0, 0, 0]  # a saved state holds the sums of every rank: counted once
     skip = on_nonfinite == "skip-step"
+    tuner = ThreadTuner.from_env() if parallel is None else None  # (workers fix their own)
+    try:
+        _epochs(model, loss_fn, loader, loop, optimizer, epochs, rng, scheduler, x_val, y_val,
+                on_step, on_epoch, eval_batch_size, skip, clip_grad_norm, checkpoint,
+                checkpoint_every, should_stop, parallel, tuner)
+    finally:
+        if tuner is not None:
+            tuner.close()
+            loop.history.threads = tuner.summary()
+    return loop.history
+
+
+def _epochs(model, loss_fn, loader, loop, optimizer, epochs, rng, scheduler, x_val, y_val,
+            on_step, on_epoch, eval_batch_size, skip, clip_grad_norm, checkpoint,
+            checkpoint_every, should_stop, parallel, tuner) -> None:
+    """The loop of :func:`fit` (``tuner``: a :class:`ThreadTuner` told of each step)."""
     while loop.epoch <= epochs:
         t0 = time.perf_counter()
         now = rng.bit_generator.state
@@ -276,6 +294,8 @@ def fit(model: nn.Module, x_train, y_train, *, optimizer, epochs: int, batch_siz
             rng.bit_generator.state = now
         model.train()
         for xb, yb in loader.batches(order, start=loop.batch):
+            if tuner is not None:
+                tuner.tick()
             total = len(yb)
             lo, hi = parallel.share(total) if parallel is not None else (0, total)
             xb, yb = xb[lo:hi], yb[lo:hi]
@@ -323,6 +343,8 @@ def fit(model: nn.Module, x_train, y_train, *, optimizer, epochs: int, batch_siz
                     checkpoint(loop.as_dict(_global_sums(loop.sums, parallel)))
                 raise TrainingInterrupted(
                     f"stopped at epoch {loop.epoch}, step {loop.step}", loop.epoch, loop.step)
+        if tuner is not None:
+            tuner.rest()
         if parallel is not None:  # the epoch's figures over every rank's share
             loop.sums = _global_sums(loop.sums, parallel)
             parallel.broadcast_buffers(model)  # evaluate and save rank 0's statistics
@@ -350,4 +372,3 @@ def fit(model: nn.Module, x_train, y_train, *, optimizer, epochs: int, batch_siz
             checkpoint(loop.as_dict())
         if on_epoch is not None:
             on_epoch(record)
-    return loop.history

@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 
+from ..backend import kernel_threads
+
 __all__ = ["threads", "row_ranges", "run", "PARALLEL_MIN"]
 
 PARALLEL_MIN = 1 << 20  # inputs of at least this many values are split over threads
@@ -27,7 +29,7 @@ _pool_lock = threading.Lock()
 def threads() -> int:
     """Threads for inputs of ``PARALLEL_MIN`` values or more: numba's setting
     (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``), as for the BatchNorm kernels."""
-    return max(1, numba.get_num_threads())
+    return kernel_threads(numba.get_num_threads())  # (fewer while the tuner says so)
 
 
 def _executor(size: int):

@@ -33,6 +33,7 @@ from numba import carray, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ..backend import kernel_threads
 from ._colform import col_affine, col_bwd_sums, col_dx, col_stats
 from ._rowform import ROW_MIN, row_affine, row_bwd_sums, row_dx, row_stats
 
@@ -317,7 +318,7 @@ if hasattr(os, "register_at_fork"):
 def threads() -> int:
     """Threads the kernels use for arrays of ``PARALLEL_MIN`` elements or more: numba's
     setting (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``)."""
-    return max(1, numba.get_num_threads())
+    return kernel_threads(numba.get_num_threads())  # (fewer while the tuner says so)
 
 
 def chunks(x) -> int:
