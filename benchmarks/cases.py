@@ -8,6 +8,9 @@ memory-floor time with the copy bandwidth measured in the same run.
 
 from __future__ import annotations
 
+import copy
+
+import flops
 import numpy as np
 
 import gammabeta.nn as gnn
@@ -235,6 +238,7 @@ def make_step(name, input_shape, classes, batch, options, seed=0, with_models=Fa
     tx, ty = torch.from_numpy(xb), torch.from_numpy(yb)
     # state for the floor count, taken before any step changes the BN statistics
     act = _leaf_activation_bytes(model, xb)
+    gemms = flops.step_gemms(copy.deepcopy(model), xb)
     nparam = sum(p.data.nbytes for p in model.parameters())
 
     def fg():  # as the training loop runs it: no gradient of the input (nor in PyTorch)
@@ -253,15 +257,15 @@ def make_step(name, input_shape, classes, batch, options, seed=0, with_models=Fa
             f"input {xb.nbytes / 1e6:.2f} MB")
     if with_models:
         return fg, ft, nbytes, note, (model, twin, loss_fn)
-    return fg, ft, nbytes, note
+    return fg, ft, nbytes, note, gemms
 
 
 def step_cases():
     out = []
     for label, name, shape, classes, batch, opts in STEP_CASES:
-        fg, ft, nbytes, note = make_step(name, shape, classes, batch, opts)
+        fg, ft, nbytes, note, gemms = make_step(name, shape, classes, batch, opts)
         out.append(dict(name=f"train step: {label}", group="Training step", gb=fg, torch=ft,
-                        bytes=nbytes, bytes_note=note))
+                        bytes=nbytes, bytes_note=note, gemms=gemms))
     return out
 
 

@@ -205,7 +205,39 @@ def acceptance(res: dict) -> list[str]:
     for m in res["memory"]:
         ratio = m["gb_mb"] / max(m["torch_mb"], 1e-9)
         check(ratio <= 1.2, f"peak memory of {m['case']} ≤ 1.2× PyTorch: {ratio:.2f}×")
+    for r in res["cases"]:
+        if "flops" in r and "MLP" in r["name"]:
+            g = r["gb"]["median_s"]
+            check(g <= 1.5 * r["gemm_floor_s"],
+                  f"{r['name']} ≤ 1.5× its compute floor (issue #17): "
+                  f"{g / r['gemm_floor_s']:.2f}× its GEMMs alone, "
+                  f"{g / r['peak_floor_s']:.2f}× its FLOPs at the peak GEMM rate")
     return out
+
+
+def floor_section(res: dict) -> list[str]:
+    """Each training step against its compute floor (benchmarks/flops.py)."""
+    steps = [r for r in res["cases"] if "flops" in r]
+    rates = res.get("gemm_rates")
+    if not steps or not rates:
+        return []
+    lines = ["", "## Training steps against their compute floor", "",
+             f"Single-precision GEMM rate of this machine (a 2048³ product, best of 7): NumPy's "
+             f"BLAS {rates['numpy_gflops']:.0f} GFLOP/s, PyTorch {rates['torch_gflops']:.0f} "
+             "GFLOP/s. A step's FLOPs are those of its matrix products (forward, dW, and dx "
+             "except the first layer's; convolutions as im2col GEMMs). *GEMMs alone*: NumPy's "
+             "time for the step's own products run alone, back to back — small products run "
+             "below the peak rate, so this is the floor a NumPy step can reach; *at peak*: the "
+             "FLOPs at the better of the two rates above.", "",
+             "| step | MFLOP | GEMMs alone ms | at peak ms | gammabeta ms | gammabeta / GEMMs "
+             "alone | gammabeta / at peak | PyTorch / GEMMs alone |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in steps:
+        g, t, f = r["gb"]["median_s"], r["torch"]["median_s"], r["gemm_floor_s"]
+        lines.append(f"| {r['name'].removeprefix('train step: ')} | {r['flops'] / 1e6:.0f} | "
+                     f"{_ms(f)} | {_ms(r['peak_floor_s'])} | {_ms(g)} | {g / f:.2f} | "
+                     f"{g / r['peak_floor_s']:.2f} | {t / f:.2f} |")
+    return lines
 
 
 def _ms(s: float) -> str:
@@ -271,7 +303,8 @@ def render(res: dict) -> str:
             lines.append(f"| {m['case']} | {m['gb_mb']:.1f} | {m['torch_mb']:.1f} | "
                          f"{m['gb_mb'] / max(m['torch_mb'], 1e-9):.2f} |")
         lines += ["", f"Method: {res['memory'][0]['method']} (see Method)."]
-    lines += ["", "## Targets of issues #6 and #15, checked on this run", ""] + acceptance(res)
+    lines += floor_section(res)
+    lines += ["", "## Targets of issues #6, #15 and #17, checked on this run", ""] + acceptance(res)
     lines += ["", "## Bytes counted for the floor", "", "| case | bytes | count |",
               "| --- | --- | --- |"]
     for r in res["cases"]:

@@ -35,6 +35,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import cases  # noqa: E402
+import flops  # noqa: E402
 import notes  # noqa: E402
 
 
@@ -231,6 +232,9 @@ def main(argv=None) -> int:
             res = alternate(fns, reps, min_time=0.2 if case["group"] == "Epoch" else 0.05)
             row = {k: case[k] for k in ("name", "group", "bytes", "bytes_note")}
             row.update(res)
+            if "gemms" in case:  # the compute floor: the step's own products, alone
+                row.update(flops=flops.flops(case["gemms"]),
+                           gemm_floor_s=flops.gemm_seconds(case["gemms"]))
             rows.append(row)
             g, t = res["gb"]["median_s"], res["torch"]["median_s"]
             extra = (f"  numpy-only {res['gb_numpy']['median_s'] * 1e3:9.3f} ms"
@@ -239,6 +243,13 @@ def main(argv=None) -> int:
                   f"ratio {g / t:5.2f}{extra}", flush=True)
     bw_after = copy_bandwidth()
     bw = max(bw_before[0], bw_after[0])
+    rates = flops.gemm_rates()
+    print(f"GEMM 2048³ float32: NumPy {rates['numpy_gflops']:.0f} GFLOP/s, PyTorch "
+          f"{rates['torch_gflops']:.0f} GFLOP/s")
+    peak = max(rates["numpy_gflops"], rates["torch_gflops"]) * 1e9
+    for row in rows:
+        if "flops" in row:
+            row["peak_floor_s"] = row["flops"] / peak
     for row in rows:
         row["floor_s"] = row["bytes"] / (bw * 1e9)
     mem = [] if (args.no_memory or args.only) else memory(args.threads)
@@ -247,7 +258,8 @@ def main(argv=None) -> int:
               f" MB  ratio {m['gb_mb'] / max(m['torch_mb'], 1e-9):5.2f}")
     result = {"environment": env, "copy_bandwidth_gbs": {"before": bw_before, "after": bw_after,
                                                          "used": bw},
-              "cases": rows, "memory": mem, "quick": args.quick, "kernels": kernels_on,
+              "cases": rows, "memory": mem, "gemm_rates": rates, "quick": args.quick,
+              "kernels": kernels_on,
               "load_average": {"before": load_before, "after": os.getloadavg()},
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     if args.only or args.no_memory:

@@ -57,3 +57,26 @@ def test_warm_kernels_leaves_every_kernel_in_the_cache():
     pytest.importorskip("numba")
     assert backend.warm_kernels() > 0
     assert backend.kernels_compiled() and backend._norm_kernels_compiled()
+
+
+def test_a_changed_kernel_source_empties_the_kernel_cache(tmp_path):
+    """Numba checks a cached function against its own file only; gammabeta keeps a hash of
+    every kernel source and drops the whole cache when it changes (a stale cross-file kernel
+    crashed the process inside LLVM)."""
+    from gammabeta import backend
+
+    for name in backend._KERNEL_SOURCES:
+        (tmp_path / name).write_text(f"# {name}\n")
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    (cache / "_kernels._forward-1.py311.nbi").write_bytes(b"index")
+    (cache / "_kernels._forward-1.py311.1.nbc").write_bytes(b"code")
+    (cache / "other.pyc").write_bytes(b"kept")
+    backend._check_kernel_cache(tmp_path)  # no stamp yet: the cache cannot be trusted
+    assert sorted(p.name for p in cache.iterdir()) == ["gammabeta-kernels.sha256", "other.pyc"]
+    (cache / "_kernels._forward-1.py311.nbi").write_bytes(b"index")
+    backend._check_kernel_cache(tmp_path)  # same sources: kept
+    assert (cache / "_kernels._forward-1.py311.nbi").exists()
+    (tmp_path / "_threads.py").write_text("# edited\n")
+    backend._check_kernel_cache(tmp_path)  # another file changed: dropped
+    assert not (cache / "_kernels._forward-1.py311.nbi").exists()

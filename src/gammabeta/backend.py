@@ -166,9 +166,47 @@ def set_compile_notice(fn):
     return prev
 
 
+_KERNEL_SOURCES = ("_kernels.py", "_threads.py", "_colform.py", "_rowform.py",
+                   "_norm_kernels.py")
+
+
+def _check_kernel_cache(here=None) -> None:
+    """Drop Numba's cached kernels when any kernel source changed since they were compiled.
+
+    Numba checks each cached function against its own file only, so after an update (a
+    ``git pull`` on an editable install) a kernel could link stale code compiled from another
+    file — the process then crashed inside LLVM. A hash of every kernel source is kept next
+    to the cache; a different hash empties it (the next call recompiles).
+    """
+    import hashlib
+    from pathlib import Path
+
+    here = Path(__file__).parent / "nn" if here is None else Path(here)
+    h = hashlib.sha256()
+    for name in _KERNEL_SOURCES:
+        h.update(name.encode() + (here / name).read_bytes())
+    cache, digest = here / "__pycache__", h.hexdigest()
+    stamp = cache / "gammabeta-kernels.sha256"
+    try:
+        if stamp.read_text() == digest:
+            return
+    except OSError:
+        pass
+    try:
+        for f in [*cache.glob("*.nbi"), *cache.glob("*.nbc")]:
+            f.unlink(missing_ok=True)
+        cache.mkdir(exist_ok=True)
+        tmp = cache / f".{stamp.name}.{os.getpid()}.tmp"
+        tmp.write_text(digest)
+        os.replace(tmp, stamp)
+    except OSError:  # a read-only install: Numba then compiles in memory, as it would anyway
+        pass
+
+
 def _load_kernels():
     global _kernel_module, _compile_notice
     if _kernel_module is None:
+        _check_kernel_cache()
         if _compile_notice is not None and not kernels_compiled():
             notice, _compile_notice = _compile_notice, None
             notice()
@@ -194,6 +232,7 @@ def kernels(xp, size: int, min_size: int | None = None):
 def _load_norm_kernels():
     global _norm_kernel_module, _compile_notice
     if _norm_kernel_module is None:
+        _check_kernel_cache()
         if _compile_notice is not None and not _norm_kernels_compiled():
             notice, _compile_notice = _compile_notice, None
             notice()

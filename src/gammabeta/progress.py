@@ -35,7 +35,7 @@ class Progress:
     def compiling(self):
         """Said once, when the first run after an install compiles the BatchNorm kernels."""
         text = ("gammabeta: compiling the BatchNorm kernels for this machine (first run after "
-                "install only; about a minute on 2 cores)...")
+                "install only; 1-2 minutes on 2 cores)...")
         if self.bar is not None:
             self.bar.write(text, file=sys.stderr)
         else:
