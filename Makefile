@@ -5,8 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-# warm: compile the Numba kernels for this machine now (install runs it; 1-2 minutes once),
-# not in the first training run
+# warm: compile the Numba kernels for this machine and generate MNIST-1D into the data cache
+# now (install runs it; 1-2 minutes once), not in the first training run
 .PHONY: warm clean-jit demo test lint bench fuzz soak install clean docs docs-check figures
 
 # .venv/.installed: what running needs (make demo); .venv/.installed-test adds the test,
@@ -65,6 +65,9 @@ clean-jit:
 	find src -path '*__pycache__*' \( -name '*.nbi' -o -name '*.nbc' \) -delete
 
 warm:
+	@$(PY) -m compileall -q src
 	@$(PY) -c "from gammabeta.backend import warm_kernels as w; \
 	print('compiling the kernels for this machine (once per install)', flush=True); \
 	print(f'kernels ready in {w():.0f} s')"
+	@$(PY) -c "from gammabeta.data.registry import load_dataset as l; l('mnist1d')" \
+	&& echo "MNIST-1D generated into the data cache"

@@ -205,6 +205,7 @@ def acceptance(res: dict) -> list[str]:
     for m in res["memory"]:
         ratio = m["gb_mb"] / max(m["torch_mb"], 1e-9)
         check(ratio <= 1.2, f"peak memory of {m['case']} ≤ 1.2× PyTorch: {ratio:.2f}×")
+    commands_acceptance(res, check)
     for r in res["cases"]:
         if "flops" in r and "MLP" in r["name"]:
             g = r["gb"]["median_s"]
@@ -238,6 +239,74 @@ def floor_section(res: dict) -> list[str]:
                      f"{_ms(f)} | {_ms(r['peak_floor_s'])} | {_ms(g)} | {g / f:.2f} | "
                      f"{g / r['peak_floor_s']:.2f} | {t / f:.2f} |")
     return lines
+
+
+def commands_section(res: dict) -> list[str]:
+    """Whole commands, quiet and under load (benchmarks/commands.py)."""
+    c = res.get("commands")
+    if not c:
+        return []
+    lines = ["", "## Whole commands: gammabeta vs a PyTorch script of the same recipe", "",
+             "Each command is its own process (`benchmarks/commands.py`): wall time and the CPU "
+             "time `wait4` reports for it (its children included), median [min–max] of "
+             f"{c['repeats']} alternating rounds. *PyTorch*: `benchmarks/torch_train.py`, the "
+             "same recipe written in `torch.nn` (same data and validation split, model, AdamW "
+             "groups, one-cycle schedule, batches, a checkpoint every epoch, metrics and "
+             "weights at the end; PyTorch's default threads); it draws no `curves.png`, "
+             "which gammabeta's time includes. *Under load*: two `while True: pass` processes "
+             f"on the {c['machine']['cores']} cores throughout, and the training commands run "
+             f"{c['load_epochs']['mlp']} (MLP) and {c['load_epochs']['cnn']} (CNN) epochs "
+             "instead of 100 and 40 (PyTorch's two threads take ~10 s an epoch there); "
+             "*JIT off*: `GAMMABETA_JIT=off`.", ""]
+    for cond, title in (("quiet", "Quiet machine"), ("load", "Two busy processes")):
+        r = c["conditions"].get(cond)
+        if not r:
+            continue
+        lines += [f"**{title}** (1-minute load average {r['loadavg_before'][0]:.2f} before, "
+                  f"{r['loadavg_after'][0]:.2f} after)", "",
+                  "| command | wall s | CPU s |", "| --- | --- | --- |"]
+        for name, sm in r["summary"].items():
+            w, u = sm["wall"], sm["cpu"]
+            argv = " ".join(c["commands"][name]["argv"][1:]).replace(" --out TMP", "")
+            lines.append(f"| {name} (`{argv}`) | {w['median']:.2f} [{w['min']:.2f}–"
+                         f"{w['max']:.2f}] | {u['median']:.2f} [{u['min']:.2f}–"
+                         f"{u['max']:.2f}] |")
+        lines += [""] + [f"- {m}: " + ", ".join(f"{k} **{v:.2f}**" for k, v in q.items())
+                         for m, q in r["ratios"].items()] + [""]
+    first = c.get("first_run")
+    if first:
+        lines += ["**First run of a fresh clone** (`git clone`, `make install` in "
+                  f"{first['install_s']:.0f} s: it compiles the kernels and generates "
+                  "MNIST-1D, then each command twice):", ""]
+        lines += [f"- `{x['command']}`: first {x['first']['wall']:.1f} s, second "
+                  f"{x['second']['wall']:.1f} s: **{x['extra_s']:+.1f} s**"
+                  for x in first["commands"]]
+    return lines
+
+
+def commands_acceptance(res: dict, check) -> None:
+    """Issue #17's targets on whole commands."""
+    c = res.get("commands")
+    if not c:
+        return
+    q, ld = c["conditions"]["quiet"], c["conditions"]["load"]
+    for m in ("mlp", "cnn"):
+        r = q["ratios"][m]["wall gb/torch"]
+        check(r <= 0.8, f"quiet: default {m.upper()} `gammabeta train` ≤ 0.8× PyTorch's wall "
+              f"time: {r:.2f}×")
+        lr = ld["ratios"][m]
+        check(lr["wall gb/torch"] <= 1.0 and lr["cpu gb/torch"] <= 1.0,
+              f"two busy processes: {m.upper()} ≤ 1.0× PyTorch's wall and CPU time: "
+              f"{lr['wall gb/torch']:.2f}× and {lr['cpu gb/torch']:.2f}×")
+        check(lr["wall gb/gb JIT off"] <= 1.0, f"two busy processes: {m.upper()} with the "
+              f"kernels no slower than without: {lr['wall gb/gb JIT off']:.2f}×")
+    for x in c.get("first_run", {}).get("commands", []):
+        check(x["extra_s"] <= 5.0, f"fresh clone: the first `{x['command']}` ≤ 5 s slower "
+              f"than the second: {x['extra_s']:+.1f} s")
+    h = q["summary"].get("gb --help")
+    if h:
+        check(h["wall"]["median"] < 0.5, f"`gammabeta --help` under 0.5 s: "
+              f"{h['wall']['median']:.2f} s")
 
 
 def _ms(s: float) -> str:
@@ -304,6 +373,7 @@ def render(res: dict) -> str:
                          f"{m['gb_mb'] / max(m['torch_mb'], 1e-9):.2f} |")
         lines += ["", f"Method: {res['memory'][0]['method']} (see Method)."]
     lines += floor_section(res)
+    lines += commands_section(res)
     lines += ["", "## Targets of issues #6, #15 and #17, checked on this run", ""] + acceptance(res)
     lines += ["", "## Bytes counted for the floor", "", "| case | bytes | count |",
               "| --- | --- | --- |"]

@@ -13,7 +13,9 @@ older, slower OpenBLAS kernel on this machine's CPUs; tests and CI keep them); t
 the report says which kernel OpenBLAS chose.
 
 Options: ``--threads N`` (default: all cores), ``--quick`` (fewer repeats, for a smoke run),
-``--only SUBSTRING`` (cases whose name contains it; no files written unless all ran).
+``--only SUBSTRING`` (cases whose name contains it; no files written unless all ran),
+``--no-commands`` (skip the whole-command benchmarks of ``benchmarks/commands.py``: about 25
+minutes of the whole; no files written).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import cases  # noqa: E402
+import commands  # noqa: E402
 import flops  # noqa: E402
 import notes  # noqa: E402
 
@@ -206,6 +209,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="")
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--no-commands", action="store_true",
+                    help="skip the whole-command benchmarks (about 25 minutes)")
     args = ap.parse_args(argv)
     _limiter = set_threads(args.threads)  # noqa: F841 - keeps the limits in force
     cases.warm_kernels()
@@ -256,13 +261,17 @@ def main(argv=None) -> int:
     for m in mem:
         print(f"peak memory {m['case']:<45} gb {m['gb_mb']:7.1f} MB  torch {m['torch_mb']:7.1f}"
               f" MB  ratio {m['gb_mb'] / max(m['torch_mb'], 1e-9):5.2f}")
-    result = {"environment": env, "copy_bandwidth_gbs": {"before": bw_before, "after": bw_after,
-                                                         "used": bw},
+    whole = None
+    if not (args.no_commands or args.only or args.quick):
+        whole = commands.standard()
+        print(commands.table(whole))
+    result = {"commands": whole, "environment": env,
+              "copy_bandwidth_gbs": {"before": bw_before, "after": bw_after, "used": bw},
               "cases": rows, "memory": mem, "gemm_rates": rates, "quick": args.quick,
               "kernels": kernels_on,
               "load_average": {"before": load_before, "after": os.getloadavg()},
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-    if args.only or args.no_memory:
+    if args.only or args.no_memory or args.no_commands:
         print("(partial run: docs/benchmarks.* not written)")
         return 0
     (ROOT / "docs").mkdir(exist_ok=True)
