@@ -240,11 +240,7 @@ LOAD_EPOCHS = {"mlp": 10, "cnn": 4}
 def standard(repeats: int = 3) -> dict:
     """The whole-command part of ``make bench``: quiet, under load, and a fresh clone."""
     result = {"date": _now(), "machine": machine(), "repeats": repeats,
-              "load_epochs": LOAD_EPOCHS, "commands": {}, "conditions": {}}
-    for names, epochs in ((QUIET + ["gb study"], None), (LOAD, LOAD_EPOCHS)):
-        result["commands"].update({n: dict(zip(("argv", "env", "ok_exit_codes"),
-                                               command(n, Path("TMP"), epochs), strict=True))
-                                   for n in names})
+              "load_epochs": LOAD_EPOCHS, "commands": command_lines(), "conditions": {}}
     with tempfile.TemporaryDirectory(prefix="gb-commands-") as tmp:
         quiet = run_condition(QUIET, "quiet", repeats, Path(tmp))
         study = run_condition(["gb study"], "quiet", 1, Path(tmp))
@@ -255,6 +251,14 @@ def standard(repeats: int = 3) -> dict:
                                                      LOAD_EPOCHS)
     result["first_run"] = fresh_clone()
     return result
+
+
+def command_lines() -> dict:
+    """Per condition of :func:`standard`, each command's argv, environment and exit codes."""
+    return {cond: {n: dict(zip(("argv", "env", "ok_exit_codes"),
+                               command(n, Path("TMP"), epochs), strict=True)) for n in names}
+            for cond, names, epochs in (("quiet", QUIET + ["gb study"], None),
+                                        ("load", LOAD, LOAD_EPOCHS))}
 
 
 def fresh_clone() -> dict:

@@ -267,7 +267,7 @@ def commands_section(res: dict) -> list[str]:
                   "| command | wall s | CPU s |", "| --- | --- | --- |"]
         for name, sm in r["summary"].items():
             w, u = sm["wall"], sm["cpu"]
-            argv = " ".join(c["commands"][name]["argv"][1:]).replace(" --out TMP", "")
+            argv = " ".join(c["commands"][cond][name]["argv"][1:]).replace(" --out TMP", "")
             lines.append(f"| {name} (`{argv}`) | {w['median']:.2f} [{w['min']:.2f}–"
                          f"{w['max']:.2f}] | {u['median']:.2f} [{u['min']:.2f}–"
                          f"{u['max']:.2f}] |")
