@@ -84,3 +84,31 @@ def test_set_jit_refuses_unknown_modes():
 
     with pytest.raises(ConfigError, match=r"mode='fast'; expected 'auto', 'force' or 'off'"):
         backend.set_jit("fast")
+
+
+@pytest.mark.parametrize("mode", ["off", "force"])
+@pytest.mark.parametrize("training", [False, True])
+def test_read_only_running_statistics_are_copied_not_refused(mode, training):
+    """Running statistics that arrive read-only (a joblib memory map of a fitted estimator)
+    work in both paths, eval and training, as a writable twin does."""
+    if mode == "force" and backend.kernels(np, 10**9) is None:
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((40, 3, 9)).astype(np.float32)
+    layers = []
+    for frozen in (False, True):
+        bn = nn.BatchNorm1d(3)
+        bn.running_mean[...] = rng.standard_normal(3) if not frozen else layers[0].running_mean
+        bn.running_var[...] = 1.5 if not frozen else layers[0].running_var
+        if frozen:
+            for k in ("running_mean", "running_var"):
+                bn._buffers[k].flags.writeable = False
+        bn.train(training)
+        layers.append(bn)
+    outs = []
+    for bn in layers:
+        with backend.jit(mode):
+            outs.append((bn(x), bn.running_mean.copy(), bn.running_var.copy()))
+    for a, b in zip(*outs, strict=True):
+        np.testing.assert_array_equal(b, a)
+    assert layers[1].running_mean.flags.writeable

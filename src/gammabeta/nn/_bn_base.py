@@ -105,6 +105,8 @@ class _BatchNorm(Module):
             raise ShapeError(f"{self.describe()}: expected more than 1 value per channel "
                              f"when training, got input of shape {x.shape}")
         kern = _kernels_for(xp, x3, use_batch)
+        if self.track_running_stats:
+            self._writable_running_stats()
         if kern is not None:
             y3, k, d, inv_std = self._forward_kernels(kern, x3, use_batch, m)
         else:
@@ -112,6 +114,16 @@ class _BatchNorm(Module):
         self._cache = (x3, k, d, inv_std, use_batch, m, x.shape, x.dtype) \
             if is_grad_enabled() else None
         return y3.reshape(x.shape).astype(x.dtype, copy=False)
+
+    def _writable_running_stats(self) -> None:
+        """Running statistics that arrived read-only (a state memory-mapped by joblib, a
+        frozen array) become this layer's own copies: training updates them in place, and
+        the compiled path takes writable arrays only."""
+        bufs = self._buffers
+        for key in ("running_mean", "running_var"):
+            b = bufs.get(key)
+            if b is not None and not b.flags.writeable:
+                bufs[key] = np.array(b)
 
     def _forward_kernels(self, kern, x3, use_batch, m):
         """The compiled path: one call for statistics, running update and output."""
