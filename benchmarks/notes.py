@@ -164,6 +164,28 @@ backward cache once backward has run (as PyTorch frees saved tensors): the CNN s
 6.75 → 3.9 MB. Not done: fresh large temporaries page-fault (a conv layer's fwd+bwd took
 2.06 ms with glibc's defaults and 0.96 ms with `MALLOC_MMAP_THRESHOLD_` raised) — fixing
 that needs a caching allocator or process-wide malloc settings, out of scope.
+
+**Whole commands, busy machines, the first run (issue #17).** Measured causes and changes:
+
+* Threads on a busy machine: with one busy process on the 2 cores, a (256, 784) @ (784, 1024)
+  float32 product took 32 ms in NumPy's OpenBLAS on 2 threads, 6.8 ms on 1 (quiet: 3.9 ms on
+  2; PyTorch 16 and 8 ms): a waiting thread spins on the core its peer needs. The training
+  loop now times its own steps and keeps the faster thread count (`gammabeta.autothreads`):
+  20 epochs of the default MLP next to a busy process 26–28 s before, 4.3–5.8 s after.
+* Start-up: `gammabeta --help` imported NumPy and the model code to build its parsers
+  (0.51–0.57 s); the packages now load their names on first use (0.15 s).
+* The first run: the install step compiles the kernels (100 s here) and generates MNIST-1D
+  (4.7 s of the first run before). A kernel cache compiled from an older version of another
+  kernel file crashed inside LLVM at exit (Numba checks a cached function against its own file
+  only): a hash of every kernel source now empties the cache when one changes.
+* The data's gradient: the first Linear/Conv no longer computes dx (PyTorch's saving for an
+  input that does not require grad), ~10 % of an MLP step.
+* Tried and dropped: the loaded kernels for BatchNorm inputs of every size (CNN run 38.9 →
+  33.9 s) made a run's rounding depend on what the process ran before, so the choice stays a
+  function of the size; a one-pass Numba AdamW (bit for bit the NumPy update) ran 12.2 ms
+  against 13.9 ms on 1.86 M values: LLVM did not vectorize its square root and divisions,
+  with or without fastmath flags, and the AdamW step (9.7 ms of the 42.7 ms 784-1024-1024
+  step) keeps that MLP at 2.05× its GEMM floor.
 """
 
 
