@@ -272,3 +272,19 @@ def test_wrong_input_shapes():
     one(np.ones((2, 3, 4), dtype=np.float32))
     with pytest.raises(ShapeError, match=r"dy of shape \(2, 3\), expected \(2, 3, 4\)"):
         one.backward(np.ones((2, 3), dtype=np.float32))
+
+
+def test_read_only_running_statistics_are_copied_when_training():
+    """Running statistics that arrive read-only (a memory-mapped state) are updated in the
+    layer's own copies, as a writable twin's are."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 3, 11))
+    twins = [InstanceNorm1d(3, track_running_stats=True) for _ in range(2)]
+    for k in ("running_mean", "running_var"):
+        twins[1]._buffers[k].flags.writeable = False
+    for m in twins:
+        m.train()
+        m(x)
+    np.testing.assert_array_equal(twins[1].running_mean, twins[0].running_mean)
+    np.testing.assert_array_equal(twins[1].running_var, twins[0].running_var)
+    assert twins[1].running_mean.flags.writeable

@@ -117,6 +117,9 @@ class _InstanceNorm(_RowNorm):
         instances' mean, and of their unbiased variance var · L/(L − 1)). ``momentum=None``
         counts as 0, and ``num_batches_tracked`` is never incremented: PyTorch's behaviour."""
         alpha = 0.0 if self.momentum is None else self.momentum
+        for key in ("running_mean", "running_var"):  # arrived read-only: the layer's own copy
+            if not self._buffers[key].flags.writeable:
+                self._buffers[key] = np.array(self._buffers[key])
         rm, rv = self.running_mean, self.running_var
         rm[...] = (1 - alpha) * rm + alpha * mean.mean(axis=0)
         rv[...] = (1 - alpha) * rv + alpha * (var * (length / (length - 1))).mean(axis=0)
