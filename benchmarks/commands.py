@@ -14,12 +14,11 @@ warning above 0.5) and ``load`` (two ``while True: pass`` processes throughout, 
 reaped after). Reported: median and min-max of wall and CPU per command; for mlp and cnn the
 gammabeta/PyTorch ratios (wall, CPU) and gammabeta with/without its JIT kernels (wall).
 ``gammabeta train`` also draws ``curves.png`` (``torch_train.py`` draws nothing): that cost is
-charged to gammabeta. ``--cold`` instead times the first ``gammabeta train --model cnn
---epochs 2`` after clearing Numba's kernel cache against the second (it deletes this
-checkout's compiled kernels: they recompile in about a minute).
+charged to gammabeta. :func:`standard` (what ``make bench`` runs) adds :func:`fresh_clone`:
+the first runs after ``make install`` in a new clone.
 
 Usage: ``python benchmarks/commands.py [--repeats R] [--only NAME,...] [--conditions
-quiet,load] [--epochs N] [--json OUT.json] [--cold]``.
+quiet,load] [--epochs N] [--json OUT.json]``.
 """
 
 from __future__ import annotations
@@ -37,6 +36,8 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
+
+from gammabeta.io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -289,38 +290,6 @@ def fresh_clone() -> dict:
     return out
 
 
-def clear_jit_cache(root: Path) -> int:
-    """Delete Numba's cached kernels (``*.nbi``, ``*.nbc`` in ``__pycache__`` folders under
-    ``root``, as ``make clean-jit`` does); the number of files deleted."""
-    files = [p for ext in ("*.nbi", "*.nbc") for p in Path(root).rglob(ext)
-             if "__pycache__" in p.parts]
-    for p in files:
-        p.unlink()
-    return len(files)
-
-
-def cold_start(repeats: int = 1, cache_root: Path = ROOT / "src", epochs: int = 2) -> dict:
-    """First ``gammabeta train --model cnn`` after clearing the kernel cache vs the second."""
-    gb = str(BIN / "gammabeta")
-    samples = []
-    with tempfile.TemporaryDirectory(prefix="gb-cold-") as tmp:
-        for r in range(repeats):
-            removed = clear_jit_cache(cache_root)
-            pair = []
-            for i in (1, 2):
-                argv = [gb, "train", "--model", "cnn", "--epochs", str(epochs), "--out",
-                        str(Path(tmp) / f"{r}-{i}"), "--quiet"]
-                pair.append(time_run(argv, {}, (0,), f"cold start {r + 1}, run {i}"))
-            samples.append({"removed_files": removed, "first": pair[0], "second": pair[1],
-                            "wall_difference": pair[0]["wall"] - pair[1]["wall"],
-                            "cpu_difference": pair[0]["cpu"] - pair[1]["cpu"]})
-            print(f"cold start {r + 1}/{repeats} ({removed} cached files deleted): wall/CPU "
-                  + ", ".join(f"{k} {v['wall']:.2f}/{v['cpu']:.2f} s" for k, v in
-                              zip(("first", "second"), pair, strict=True)), flush=True)
-    return {"command": f"gammabeta train --model cnn --epochs {epochs} --out TMP --quiet",
-            "cache_root": str(cache_root), "samples": samples}
-
-
 def table(result: dict) -> str:
     """The readable report of :func:`run_commands`' result."""
     lines = []
@@ -339,52 +308,29 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` as JSON atomically (temp file beside it, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command line: see the module docstring."""
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument("--repeats", type=int, help="rounds (default 3; with --cold, 1)")
+    p.add_argument("--repeats", type=int, default=3, help="rounds (default 3)")
     p.add_argument("--only", default=None, help="commands, comma-separated; one of: "
                    + "; ".join(NAMES))
     p.add_argument("--conditions", default="quiet,load", help="quiet, load or both")
     p.add_argument("--epochs", type=int,
                    help="pass --epochs N to the gb and torch training commands (smoke runs)")
     p.add_argument("--json", type=Path, help="write every figure here")
-    p.add_argument("--cold", action="store_true",
-                   help="only measure the first run after clearing the JIT cache vs the second")
     a = p.parse_args(argv)
-    if (a.repeats is not None and a.repeats < 1) or (a.epochs is not None and a.epochs < 1):
+    if a.repeats < 1 or (a.epochs is not None and a.epochs < 1):
         p.error("--repeats and --epochs must be >= 1")
     try:
-        if a.cold:
-            cold = cold_start(a.repeats or 1)
-            result = {"date": _now(), "machine": machine(), "cold_start": cold}
-        else:
-            names = parse_names(a.only) if a.only is not None else list(NAMES)
-            conds = [c.strip() for c in a.conditions.split(",") if c.strip()]
-            result = run_commands(names, conds, a.repeats or 3, a.epochs)
-            print(table(result))
+        names = parse_names(a.only) if a.only is not None else list(NAMES)
+        conds = [c.strip() for c in a.conditions.split(",") if c.strip()]
+        result = run_commands(names, conds, a.repeats, a.epochs)
+        print(table(result))
     except (CommandFailed, ValueError, FileNotFoundError) as e:
         print(f"commands.py: {e}", file=sys.stderr)
         return 1
     if a.json is not None:
-        write_json(a.json, result)
+        atomic_write_text(a.json, json.dumps(result, indent=2) + "\n")
         print(f"wrote {a.json}")
     return 0
 

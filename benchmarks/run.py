@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gammabeta.io import atomic_write_text
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
@@ -274,9 +276,8 @@ def main(argv=None) -> int:
     if args.only or args.no_memory or args.no_commands:
         print("(partial run: docs/benchmarks.* not written)")
         return 0
-    (ROOT / "docs").mkdir(exist_ok=True)
-    (ROOT / "docs" / "benchmarks.json").write_text(json.dumps(result, indent=1) + "\n")
-    (ROOT / "docs" / "benchmarks.md").write_text(notes.render(result))
+    atomic_write_text(ROOT / "docs" / "benchmarks.json", json.dumps(result, indent=1) + "\n")
+    atomic_write_text(ROOT / "docs" / "benchmarks.md", notes.render(result))
     print("wrote docs/benchmarks.md and docs/benchmarks.json")
     return 0
 
