@@ -167,9 +167,10 @@ def run_condition(names: list[str], condition: str, repeats: int, tmp: Path,
                 out = tmp / f"{condition}-{r}-{name.replace(' ', '_').replace(',', '')}"
                 argv, env, ok = command(name, out, epochs)
                 res = time_run(argv, env, ok, f"{name!r} ({condition}, round {r + 1})")
-                if (out / "metrics.json").is_file():  # a training run: its test accuracy
-                    res["test_accuracy"] = json.loads((out / "metrics.json").read_text()).get(
-                        "test_accuracy")
+                if (out / "metrics.json").is_file():  # a training run: accuracy, kernel mode
+                    metrics = json.loads((out / "metrics.json").read_text())
+                    res["test_accuracy"] = metrics.get("test_accuracy")
+                    res["jit"] = metrics.get("jit")
                 runs[name].append({"round": r + 1, **res})
                 shutil.rmtree(out, ignore_errors=True)
                 acc = res.get("test_accuracy")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import optim
+from .backend import jit
 from .checkpoint import load_training_state, save_training_state
 from .config import TrainConfig, recipe
 from .data.dataset import validation_split
@@ -57,6 +58,7 @@ class RunResult:
                 "history": self.history.as_dict(), "dataset_note": self.dataset_note,
                 "split": self.split, "val_accuracy": self.val_accuracy,
                 "threads": self.history.threads or None,
+                "jit": self.history.jit,  # the kernel mode run ("off": too short for them to pay)
                 "note": "val_* figures are measured on the validation split (val_fraction of "
                         "each class of the training data, held out from training); test_* "
                         "is measured once, after the last epoch"}
@@ -213,7 +215,8 @@ def run(cfg: TrainConfig, on_step: Callable | None = None, on_epoch: Callable | 
                   checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=loop,
                   should_stop=should_stop, parallel=parallel)
     try:
-        final = evaluate(model, ds.x_test, ds.y_test, loss_fn=CrossEntropyLoss())
+        with jit(history.jit):  # the test set in the same kernel mode as the run
+            final = evaluate(model, ds.x_test, ds.y_test, loss_fn=CrossEntropyLoss())
     except NonFiniteError as e:
         raise NonFiniteError(f"the final evaluation on the test split: {e}") from None
     return RunResult(cfg, model, history, final["accuracy"], final["loss"],

@@ -14,8 +14,10 @@ import numpy as np
 
 from . import nn
 from .autothreads import ThreadTuner
+from .backend import jit
 from .data.loader import DataLoader
 from .errors import ConfigError, NonFiniteError, TrainingInterrupted
+from .jit_plan import run_jit_mode
 from .nn.losses import CrossEntropyLoss
 from .nn.mode import batch_shard
 from .nn.sequential import backward_params_only
@@ -30,6 +32,7 @@ class History:
 
     records: list[dict] = field(default_factory=list)
     threads: dict = field(default_factory=dict)  # steps run at each thread count (tuned)
+    jit: str = "auto"  # the kernel mode the run used (gammabeta.jit_plan.run_jit_mode)
 
     def append(self, record: dict) -> None:
         self.records.append(dict(record))
@@ -257,6 +260,10 @@ def fit(model: nn.Module, x_train, y_train, *, optimizer, epochs: int, batch_siz
     process takes its share of every global batch of ``batch_size`` and gradients are summed
     over the ranks (see :mod:`gammabeta.distributed.parallel`); every rank calls ``fit`` with
     the same arguments, and ``checkpoint`` is called on every rank (write on rank 0 only).
+
+    With ``GAMMABETA_JIT=auto`` a run too short for the compiled kernels to repay loading
+    them runs the NumPy path throughout (:mod:`gammabeta.jit_plan`, decided from the model,
+    the batch and ``epochs`` only); ``History.jit`` records the mode the run used.
     """
     if on_nonfinite not in ("raise", "skip-step"):
         raise ConfigError(f"on_nonfinite={on_nonfinite!r}; expected 'raise' or 'skip-step'")
@@ -267,10 +274,13 @@ def fit(model: nn.Module, x_train, y_train, *, optimizer, epochs: int, batch_siz
         loop.sums = [0.0, 0, 0, 0]  # a saved state holds the sums of every rank: counted once
     skip = on_nonfinite == "skip-step"
     tuner = ThreadTuner.from_env() if parallel is None else None  # (workers fix their own)
+    # a short run stays on the NumPy path: loading the kernels would cost more than they save
+    loop.history.jit = run_jit_mode(model, x_train[:batch_size], epochs * len(loader))
     try:
-        _epochs(model, loss_fn, loader, loop, optimizer, epochs, rng, scheduler, x_val, y_val,
-                on_step, on_epoch, eval_batch_size, skip, clip_grad_norm, checkpoint,
-                checkpoint_every, should_stop, parallel, tuner)
+        with jit(loop.history.jit):
+            _epochs(model, loss_fn, loader, loop, optimizer, epochs, rng, scheduler, x_val,
+                    y_val, on_step, on_epoch, eval_batch_size, skip, clip_grad_norm,
+                    checkpoint, checkpoint_every, should_stop, parallel, tuner)
     finally:
         if tuner is not None:
             tuner.close()

@@ -12,7 +12,13 @@ import sys
 import numpy as np
 
 from .. import init
-from ..backend import EVAL_KERNEL_MIN_SIZE, compute_dtype, kernels, namespace
+from ..backend import (
+    EVAL_KERNEL_MIN_SIZE,
+    SPATIAL_KERNEL_MIN_SIZE,
+    compute_dtype,
+    kernels,
+    namespace,
+)
 from ..errors import ShapeError
 from . import _args, _state
 from .module import Module, Parameter, check_float_input, is_grad_enabled
@@ -253,10 +259,13 @@ def _kernels_for(xp, x3, use_batch: bool):
 
     With running statistics (evaluation) the layer is one affine pass, run a few times per
     epoch: the kernels pay for loading Numba only on large inputs
-    (:data:`gammabeta.backend.EVAL_KERNEL_MIN_SIZE`)."""
+    (:data:`gammabeta.backend.EVAL_KERNEL_MIN_SIZE`). Training on inputs with positions
+    (``L > 1``) takes them from :data:`gammabeta.backend.SPATIAL_KERNEL_MIN_SIZE`."""
     if x3.dtype not in (np.float32, np.float64) or not x3.flags.c_contiguous:
         return None
-    return kernels(xp, x3.size, None if use_batch else EVAL_KERNEL_MIN_SIZE)
+    if not use_batch:
+        return kernels(xp, x3.size, EVAL_KERNEL_MIN_SIZE)
+    return kernels(xp, x3.size, SPATIAL_KERNEL_MIN_SIZE if x3.shape[2] > 1 else None)
 
 
 def _col(v, dtype):

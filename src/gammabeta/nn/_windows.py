@@ -1,11 +1,11 @@
 """Index helpers of the convolutions (:mod:`gammabeta.nn.conv`): strided window views, output
-sizes, the rows a kernel tap touches, and zero padding of the last two axes."""
+sizes and zero padding of the last two axes."""
 
 from __future__ import annotations
 
 from numpy.lib.stride_tricks import as_strided
 
-__all__ = ["_windows", "_out_size", "_taps", "_pad"]
+__all__ = ["_windows", "_out_size", "_pad"]
 
 
 def _windows(a, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, ho: int, wo: int):
@@ -19,14 +19,6 @@ def _windows(a, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, ho: int, w
 
 def _out_size(padded: int, k: int, s: int, d: int) -> int:
     return (padded - d * (k - 1) - 1) // s + 1
-
-
-def _taps(off: int, s: int, n_out: int, n_in: int):
-    """For input rows ``off + s·o`` (outputs ``o < n_out``), the ones inside ``[0, n_in)``:
-    ``(first row, row stop, first output, output stop)``, for slicing with step ``s``."""
-    a0 = max(0, -(off // s))  # the first o with off + s·o >= 0
-    a1 = min(n_out, max(0, -((off - n_in) // s)))  # the first o with off + s·o >= n_in
-    return off + s * a0, off + s * max(a0, a1 - 1) + 1, a0, a1
 
 
 def _pad(a, pt: int, pb: int, pl: int, pr: int, xp):

@@ -10,8 +10,10 @@ whole batch is one matrix, then::
     dcols[g] = W[g]ᵀ @ dy[g]                       dx = col2im(dcols): kh·kw strided adds
 
 with ``dy[g]`` the gradient as ``(O/G, N·Ho·Wo)``: one BLAS GEMM per group (a single one for
-``groups=1``) instead of one per sample. The forward pass keeps only a reference to its input;
-backward rebuilds the columns (one copy) rather than holding them between the passes.
+``groups=1``) instead of one per sample. The forward pass keeps its columns for backward while
+they are small (:data:`KEEP_COLUMNS_BYTES`); larger ones are rebuilt from the input (one copy)
+rather than held between the passes. col2im sums the taps in the layout of ``dcols``,
+``(C, N, Hp, Wp)``, and transposes once.
 Weight layout ``(out, in/groups, *kernel)``.
 """
 
@@ -24,11 +26,15 @@ import numpy as np
 from .. import init
 from ..backend import accumulate_new, namespace
 from ..errors import ConfigError, ShapeError
-from . import _args
-from ._windows import _out_size, _pad, _taps, _windows
+from . import _args, _im2col
 from .module import Module, Parameter, check_float_input, is_grad_enabled
 
 __all__ = ["Conv1d", "Conv2d"]
+
+# Forward keeps its im2col columns for backward up to this size (k·k times the input's; the
+# MNIST-1D CNN's are 1.5 MB a layer), and backward builds the columns' gradient in one GEMM
+# up to it; larger ones are rebuilt from the input / summed one kernel tap at a time.
+KEEP_COLUMNS_BYTES = 2**24
 
 
 class _ConvNd(Module):
@@ -133,48 +139,31 @@ class _ConvNd(Module):
         if unbatched:
             x = x[None]
         x4 = x[:, :, None, :] if self._nd == 1 else x
-        n = x4.shape[0]
-        cols, (ho, wo) = self._im2col(x4, xp)
-        g = self.groups
-        o = self.out_channels
-        if g == 1:  # one GEMM for the whole batch: (O, Kg) @ (Kg, N·P)
+        geom = self._geom2d()
+        cols = _im2col.columns(x4, geom, self.groups, xp)
+        g, o = self.groups, self.out_channels
+        if g == 1:  # one GEMM for the whole batch: (O, Kg) @ (Kg, positions)
             y2 = w.reshape(o, -1) @ cols[0]
         else:
-            y2 = xp.matmul(w.reshape(g, o // g, -1), cols)
-        del cols
-        # (O, N, P) → (N, O, P), the bias added in the same pass
-        yt = y2.reshape(o, n, ho, wo).transpose(1, 0, 2, 3)
-        y = xp.empty((n, o, ho, wo), dtype=y2.dtype)
-        if self.bias is not None:
-            xp.add(yt, self.bias.data.reshape(1, -1, 1, 1), out=y)
-        else:
-            y[...] = yt
-        if is_grad_enabled():  # the input (a reference) is all backward needs
-            keep = x4 if self.weight.requires_grad else None
-            self._cache = (keep, x4.shape, (ho, wo), unbatched)
+            y2 = xp.matmul(w.reshape(g, o // g, -1), cols).reshape(o, -1)
+        # (O, positions) → (N, O, Ho, Wo), the bias added in the same pass
+        y = _im2col.output(y2, geom, x4.shape, None if self.bias is None else self.bias.data,
+                           xp)
+        if is_grad_enabled():  # dW needs the columns: kept when small, else rebuilt from x
+            keep = None
+            if self.weight.requires_grad:
+                keep = cols if cols.nbytes <= KEEP_COLUMNS_BYTES else x4
+            self._cache = (keep, x4.shape, y.shape[2:], unbatched)
         else:
             self._cache = None
+        del cols
         if self._nd == 1:
             y = y[:, :, 0, :]
         return y[0] if unbatched else y
 
-    def _im2col(self, x4, xp):
-        """``cols[g, (c, i, j), (n, ho, wo)] = xpad[n, g·Cg + c, ho·sh + i·dh, wo·sw + j·dw]``:
-        one copy of the strided windows, laid out for one GEMM per group."""
-        (kh, kw), (sh, sw), (dh, dw), ((pt, pb), (pl, pr)) = self._geom2d()
-        n, c, h, wd = x4.shape
-        xpad = _pad(x4, pt, pb, pl, pr, xp)
-        hp, wp = xpad.shape[2:]
-        ho, wo = _out_size(hp, kh, sh, dh), _out_size(wp, kw, sw, dw)
-        g = self.groups
-        win = _windows(xpad, kh, kw, sh, sw, dh, dw, ho, wo)  # (N, C, kh, kw, ho, wo)
-        win = win.reshape(n, g, c // g, kh, kw, ho, wo).transpose(1, 2, 3, 4, 0, 5, 6)
-        cols = xp.ascontiguousarray(win).reshape(g, c // g * kh * kw, n * ho * wo)
-        return cols, (ho, wo)
-
     def backward(self, dy, input_grad: bool = True):
         """dW, db from dy; returns dx (``None`` with ``input_grad=False``)."""
-        x4, (n, c, h, wd), (ho, wo), unbatched = self._saved()
+        kept, (n, c, h, wd), (ho, wo), unbatched = self._saved()
         xp = namespace(dy)
         w = self.weight.data
         out_shape = (n, self.out_channels) + ((ho, wo) if self._nd == 2 else (wo,))
@@ -184,36 +173,22 @@ class _ConvNd(Module):
             raise ShapeError(f"{self.describe()}.backward: got dy of shape {dy.shape}, "
                              f"expected {out_shape}")
         self._cache = None  # backward consumes the cache (PyTorch frees saved tensors)
-        (kh, kw), (sh, sw), (dh, dw), ((pt, _), (pl, _)) = self._geom2d()
-        g, o = self.groups, self.out_channels
-        og = o // g
-        # dy as (G, O/G, N·P): the layout of the GEMMs (one copy)
-        dyt = xp.ascontiguousarray(dy.astype(w.dtype, copy=False).reshape(n, o, ho * wo)
-                                   .transpose(1, 0, 2)).reshape(g, og, n * ho * wo)
+        geom, g, o = self._geom2d(), self.groups, self.out_channels
+        # dy as (G, O/G, positions): the layout of the GEMMs (one copy)
+        dyt = _im2col.dy_columns(dy.astype(w.dtype, copy=False).reshape(n, o, ho, wo), geom,
+                                 g, (n, c, h, wd), xp)
         if self.bias is not None and self.bias.requires_grad:
-            ones = xp.ones(n * ho * wo, dtype=dyt.dtype)
+            ones = xp.ones(dyt.shape[-1], dtype=dyt.dtype)
             accumulate_new(self.bias, (dyt.reshape(o, -1) @ ones).astype(w.dtype, copy=False))
-        if x4 is not None:
-            cols, _ = self._im2col(x4, xp)  # recomputed: cheaper than keeping it
+        if kept is not None:
+            # the forward pass's columns (G, Kg, positions), or its 4-D input to rebuild them
+            cols = kept if kept.ndim == 3 else _im2col.columns(kept, geom, g, xp)
             gw = xp.matmul(dyt, cols.swapaxes(-1, -2))  # (G, O/G, Kg)
             del cols
             accumulate_new(self.weight, gw.reshape(w.shape))
         if not input_grad:
             return None
-        # dx = col2im(Wᵀ dy), one kernel offset at a time: dcols[(c, i, j)] = W[:, c, i, j]ᵀ dy
-        # (G GEMMs of (C/G, O/G) @ (O/G, N·P)) added straight into dx where that offset read
-        # x: the temporaries stay the size of x instead of kh·kw times it
-        wt = w.reshape(g, og, c // g, kh * kw)
-        dx = xp.zeros((n, c, h, wd), dtype=dyt.dtype)
-        for t in range(kh * kw):
-            i, j = divmod(t, kw)
-            (r0, r1, a0, a1), (q0, q1, b0, b1) = (_taps(i * dh - pt, sh, ho, h),
-                                                  _taps(j * dw - pl, sw, wo, wd))
-            if a0 >= a1 or b0 >= b1:
-                continue  # this offset only ever read padding
-            dc = xp.matmul(wt[..., t].swapaxes(-1, -2), dyt).reshape(c, n, ho, wo)
-            dx[:, :, r0:r1:sh, q0:q1:sw] += dc[:, :, a0:a1, b0:b1].transpose(1, 0, 2, 3)
-            del dc
+        dx = _im2col.col2im(dyt, w, geom, g, (n, c, h, wd), KEEP_COLUMNS_BYTES, xp)
         if self._nd == 1:
             dx = dx[:, :, 0, :]
         return dx[0] if unbatched else dx

@@ -10,17 +10,21 @@ is ``False`` are skipped (no update, no state).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable
 from numbers import Real
 
 import numpy as np
 
-from ..backend import namespace
+from ..backend import kernel_threads, namespace, optim_kernels
 from ..errors import ConfigError
 from ..nn.module import Parameter
 from .base import Optimizer
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "param_groups"]
+
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+    os.cpu_count() or 1)
 
 
 class SGD(Optimizer):
@@ -159,6 +163,8 @@ class Adam(Optimizer):
                                       "exp_avg_sq": xp.zeros_like(p.data)}
             st["step"] += 1
             t = st["step"]
+            if self._fused(group, p, g, st, lr, eps, wd, b1, b2, t):
+                continue
             if wd != 0:
                 if group["decoupled_weight_decay"]:
                     p.data *= 1 - lr * wd
@@ -188,6 +194,27 @@ class Adam(Optimizer):
             xp.divide(m, tmp, out=tmp)
             tmp *= step_size
             p.data -= tmp
+
+    @staticmethod
+    def _fused(group, p, g, st, lr, eps, wd, b1, b2, t) -> bool:
+        """Run the update below as one compiled pass (:mod:`gammabeta.optim._kernels`,
+        bit for bit the same) when it is available and applies; ``False`` otherwise."""
+        arrays = (p.data, g, st["exp_avg"], st["exp_avg_sq"])
+        if group["amsgrad"] or p.data.dtype not in (np.float32, np.float64) \
+                or not all(isinstance(a, np.ndarray) and a.flags.c_contiguous
+                           and a.dtype == p.data.dtype for a in arrays):
+            return False
+        kern = optim_kernels(np)
+        if kern is None:
+            return False
+        f = p.data.dtype.type  # each scalar rounded to the dtype, as NumPy does a Python float
+        decoupled = group["decoupled_weight_decay"]
+        w1 = 1 - b1
+        kern.adam(*(a.reshape(-1) for a in arrays),
+                  f(1 - lr * wd if decoupled and wd != 0 else 1), f(wd if not decoupled else 0),
+                  f(w1), f(1 - w1), w1 < 0.5, f(b2), f(1 - b2), f((1 - b2**t) ** 0.5), f(eps),
+                  f(lr / (1 - b1**t)), threads=kernel_threads(_CORES))
+        return True
 
 
 class AdamW(Adam):
