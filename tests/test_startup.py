@@ -57,6 +57,12 @@ def test_warm_kernels_leaves_every_kernel_in_the_cache():
     pytest.importorskip("numba")
     assert backend.warm_kernels() > 0
     assert backend.kernels_compiled() and backend._norm_kernels_compiled()
+    import sys
+    from pathlib import Path
+
+    tag = f"py{sys.version_info[0]}{sys.version_info[1]}"
+    optim_cache = Path(backend.__file__).parent / "optim" / "__pycache__"
+    assert any(optim_cache.glob(f"_kernels.adam_update-*.{tag}.nbi"))  # the fused AdamW
 
 
 def test_a_changed_kernel_source_empties_the_kernel_cache(tmp_path):

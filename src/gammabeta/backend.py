@@ -329,7 +329,7 @@ def warm_kernels() -> float:
     The Makefile's install step runs this, so that a first ``gammabeta train`` does not spend
     its first minute compiling: BatchNorm's kernels in both loop forms, on one thread and
     split over the worker threads, in training and evaluation; LayerNorm on short and long
-    rows; GroupNorm.
+    rows; GroupNorm; the fused AdamW update.
     """
     import time
 
@@ -356,4 +356,9 @@ def warm_kernels() -> float:
                          (nn.GroupNorm(4, 8), (16, 8, 64))):
         with jit("force"):
             layer.backward(layer(x.reshape(-1)[:math.prod(shape)].reshape(shape)))
+    if optim_kernels(numpy) is not None:  # the fused AdamW update (float32)
+        k, f = _optim_kernel_module, numpy.float32
+        a = [numpy.ones(4, numpy.float32) for _ in range(4)]
+        k.adam_update(*a, f(1), f(0), f(0.1), f(0.9), True, f(0.999), f(0.001), f(1), f(1e-8),
+                      f(1e-3))
     return time.perf_counter() - t0
