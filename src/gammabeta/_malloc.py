@@ -10,8 +10,9 @@ buffers in its own allocator; NumPy relies on malloc's.
 
 :func:`tune` raises the trim threshold to :data:`TRIM_BYTES` and fixes the mmap threshold at
 :data:`MMAP_BYTES` (buffers above it are still mapped and unmapped on their own), through
-``mallopt(3)``. It runs when :mod:`gammabeta.backend` is imported; ``GAMMABETA_MALLOC=off``
-leaves malloc as it is. Elsewhere than glibc it does nothing. The cost: up to
+``mallopt(3)``. It runs when :mod:`gammabeta.backend` is imported; ``GAMMABETA_MALLOC=off``,
+or malloc settings of the process's own (``MALLOC_*_`` variables, ``GLIBC_TUNABLES``), leave
+malloc as it is. Elsewhere than glibc it does nothing. The cost: up to
 :data:`TRIM_BYTES` of freed heap stays with the process (it is reused by the next step).
 """
 
@@ -28,6 +29,14 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from glibc's <malloc.h>
 _tuned = None
 
 
+def _user_set() -> bool:
+    """Whether the process was started with malloc settings of its own (glibc reads them at
+    start-up): those are left as they are."""
+    return "GLIBC_TUNABLES" in os.environ or any(
+        k in os.environ for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_",
+                                  "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_"))
+
+
 def tune() -> bool:
     """Set glibc's trim and mmap thresholds once per process; whether they are set."""
     global _tuned
@@ -35,7 +44,7 @@ def tune() -> bool:
         return _tuned
     _tuned = False
     if os.environ.get("GAMMABETA_MALLOC", "").strip().lower() in ("off", "0", "no", "false") \
-            or not sys.platform.startswith("linux"):
+            or not sys.platform.startswith("linux") or _user_set():
         return False
     import ctypes
 

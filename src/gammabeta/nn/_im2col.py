@@ -10,7 +10,8 @@ GEMM per group. Two layouts of the positions:
   one contiguous slice (no strided gather), and col2im is one contiguous add per tap.
   Positions past ``(Ho, Wo)`` are computed and dropped (5% more columns for a length-40
   signal with padding 1), and dy is laid on the same grid with zeros there, which makes
-  their contributions to dW and dx exact zeros.
+  their contributions to dW and dx exact zeros. dW needs no columns: one GEMM per tap
+  against the shifted input.
 * **windows** (any stride): the positions are ``(N, Ho, Wo)``, gathered through a strided
   view of the padded input; col2im adds each tap through a strided view.
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from ._windows import _out_size, _pad, _windows
 
-__all__ = ["is_grid", "out_hw", "columns", "output", "dy_columns", "col2im"]
+__all__ = ["is_grid", "out_hw", "columns", "weight_grad", "output", "dy_columns", "col2im"]
 
 
 def is_grid(geom) -> bool:
@@ -39,8 +40,21 @@ def _tail(geom, wp: int) -> int:
     return (kh - 1) * dh * wp + (kw - 1) * dw  # the last tap's offset
 
 
+def _grid_input(x4, geom, groups: int, xp):
+    """x padded onto the grid, channels first: ``(G, C/G, N·Hp·Wp + tail)`` (one copy), the
+    tap offsets, and the number of grid positions."""
+    (kh, kw), _, (dh, dw), ((pt, pb), (pl, pr)) = geom
+    n, c, h, w = x4.shape
+    hp, wp = h + pt + pb, w + pl + pr
+    m = n * hp * wp
+    flat = xp.zeros((c, m + _tail(geom, wp)), dtype=x4.dtype)
+    flat[:, :m].reshape(c, n, hp, wp)[:, :, pt:pt + h, pl:pl + w] = x4.transpose(1, 0, 2, 3)
+    offsets = [(t // kw) * dh * wp + (t % kw) * dw for t in range(kh * kw)]
+    return flat.reshape(groups, c // groups, -1), offsets, m
+
+
 def columns(x4, geom, groups: int, xp):
-    """``cols[g, (c, i, j), position]`` for ``x4`` of shape ``(N, C, H, W)``: one copy."""
+    """``cols[g, (c, i, j), position]`` for ``x4`` of shape ``(N, C, H, W)``."""
     (kh, kw), (sh, sw), (dh, dw), ((pt, pb), (pl, pr)) = geom
     n, c, h, w = x4.shape
     ho, wo = out_hw(geom, h, w)
@@ -50,16 +64,28 @@ def columns(x4, geom, groups: int, xp):
         win = _windows(xpad, kh, kw, sh, sw, dh, dw, ho, wo)  # (N, C, kh, kw, ho, wo)
         win = win.reshape(n, groups, cg, kh, kw, ho, wo).transpose(1, 2, 3, 4, 0, 5, 6)
         return xp.ascontiguousarray(win).reshape(groups, cg * k, n * ho * wo)
-    hp, wp = h + pt + pb, w + pl + pr
-    m = n * hp * wp
-    flat = xp.zeros((c, m + _tail(geom, wp)), dtype=x4.dtype)
-    flat[:, :m].reshape(c, n, hp, wp)[:, :, pt:pt + h, pl:pl + w] = x4.transpose(1, 0, 2, 3)
+    flat, offsets, m = _grid_input(x4, geom, groups, xp)
     cols = xp.empty((groups, cg, k, m), dtype=x4.dtype)
-    flat = flat.reshape(groups, cg, -1)
-    for t in range(k):
-        off = (t // kw) * dh * wp + (t % kw) * dw
+    for t, off in enumerate(offsets):
         cols[:, :, t] = flat[:, :, off:off + m]
     return cols.reshape(groups, cg * k, m)
+
+
+def weight_grad(dyt, x4, geom, groups: int, xp):
+    """dW as ``(G, O/G, C/G·kh·kw)`` from ``dyt`` (:func:`dy_columns`) and the input.
+
+    Grid layout: one GEMM per tap against the shifted input, ``dW[:, :, t] = dy @
+    xgrid[off_t : off_t + positions]ᵀ``, so backward never rebuilds the columns (k times the
+    input); other strides rebuild them (one copy) for one GEMM.
+    """
+    if not is_grid(geom):
+        return xp.matmul(dyt, columns(x4, geom, groups, xp).swapaxes(-1, -2))
+    flat, offsets, m = _grid_input(x4, geom, groups, xp)
+    g, og, cg = groups, dyt.shape[1], flat.shape[1]
+    gw = xp.empty((g, og, cg, len(offsets)), dtype=dyt.dtype)
+    for t, off in enumerate(offsets):
+        gw[..., t] = xp.matmul(dyt, flat[:, :, off:off + m].swapaxes(-1, -2))
+    return gw.reshape(g, og, -1)
 
 
 def output(y2, geom, shape, bias, xp):

@@ -10,10 +10,10 @@ whole batch is one matrix, then::
     dcols[g] = W[g]ᵀ @ dy[g]                       dx = col2im(dcols): kh·kw strided adds
 
 with ``dy[g]`` the gradient as ``(O/G, N·Ho·Wo)``: one BLAS GEMM per group (a single one for
-``groups=1``) instead of one per sample. The forward pass keeps its columns for backward while
-they are small (:data:`KEEP_COLUMNS_BYTES`); larger ones are rebuilt from the input (one copy)
-rather than held between the passes. col2im sums the taps in the layout of ``dcols``,
-``(C, N, Hp, Wp)``, and transposes once.
+``groups=1``) instead of one per sample. The forward pass keeps only a reference to its input.
+With stride 1 the columns are laid on the padded input grid, each tap one contiguous slice, and
+backward needs no columns (dW is one GEMM per tap against the shifted input); other strides
+gather strided windows and rebuild the columns in backward. See :mod:`gammabeta.nn._im2col`.
 Weight layout ``(out, in/groups, *kernel)``.
 """
 
@@ -31,10 +31,9 @@ from .module import Module, Parameter, check_float_input, is_grad_enabled
 
 __all__ = ["Conv1d", "Conv2d"]
 
-# Forward keeps its im2col columns for backward up to this size (k·k times the input's; the
-# MNIST-1D CNN's are 1.5 MB a layer), and backward builds the columns' gradient in one GEMM
-# up to it; larger ones are rebuilt from the input / summed one kernel tap at a time.
-KEEP_COLUMNS_BYTES = 2**24
+# Backward computes the columns' gradient for all kernel taps in one GEMM while it stays under
+# this size (k·k times the input's); above, one tap at a time (temporaries the size of x).
+DCOLS_BYTES = 2**24
 
 
 class _ConvNd(Module):
@@ -149,10 +148,8 @@ class _ConvNd(Module):
         # (O, positions) → (N, O, Ho, Wo), the bias added in the same pass
         y = _im2col.output(y2, geom, x4.shape, None if self.bias is None else self.bias.data,
                            xp)
-        if is_grad_enabled():  # dW needs the columns: kept when small, else rebuilt from x
-            keep = None
-            if self.weight.requires_grad:
-                keep = cols if cols.nbytes <= KEEP_COLUMNS_BYTES else x4
+        if is_grad_enabled():  # the input (a reference) is all backward needs
+            keep = x4 if self.weight.requires_grad else None
             self._cache = (keep, x4.shape, y.shape[2:], unbatched)
         else:
             self._cache = None
@@ -181,14 +178,11 @@ class _ConvNd(Module):
             ones = xp.ones(dyt.shape[-1], dtype=dyt.dtype)
             accumulate_new(self.bias, (dyt.reshape(o, -1) @ ones).astype(w.dtype, copy=False))
         if kept is not None:
-            # the forward pass's columns (G, Kg, positions), or its 4-D input to rebuild them
-            cols = kept if kept.ndim == 3 else _im2col.columns(kept, geom, g, xp)
-            gw = xp.matmul(dyt, cols.swapaxes(-1, -2))  # (G, O/G, Kg)
-            del cols
+            gw = _im2col.weight_grad(dyt, kept, geom, g, xp)  # (G, O/G, Kg)
             accumulate_new(self.weight, gw.reshape(w.shape))
         if not input_grad:
             return None
-        dx = _im2col.col2im(dyt, w, geom, g, (n, c, h, wd), KEEP_COLUMNS_BYTES, xp)
+        dx = _im2col.col2im(dyt, w, geom, g, (n, c, h, wd), DCOLS_BYTES, xp)
         if self._nd == 1:
             dx = dx[:, :, 0, :]
         return dx[0] if unbatched else dx

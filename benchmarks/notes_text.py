@@ -1,0 +1,214 @@
+"""The hand-written parts of docs/benchmarks.md: the method and what was tried (prose)."""
+
+METHOD = """\
+## Method
+
+* One process runs both frameworks with the same thread count: `torch.set_num_threads(n)`,
+  threadpoolctl limits for NumPy's BLAS (and any OpenMP pool), `numba.set_num_threads(n)`.
+* Every case runs 2 warm-up calls of each framework, then 21 rounds (11 for the epoch) that
+  time gammabeta and PyTorch alternately (the order flips every round). Each timing covers
+  enough back-to-back calls of that function to last ≥ 50 ms (≥ 200 ms for the epoch).
+  Reported: the median time per call and the interquartile range (IQR) of the rounds.
+* BatchNorm: float32, γ ~ N(1, 0.2²), β ~ N(0, 1), input N(1, 2²). *forward (train)* runs with
+  gradients enabled in both (gammabeta keeps its backward cache, PyTorch builds its graph);
+  *forward (eval)* runs under `no_grad` in both; *forward+backward* also computes dx, dγ, dβ.
+* Training step: `zero_grad`, forward, cross-entropy, backward, AdamW step (weight decay 0.05
+  on weights, none on biases/γ/β, as `gammabeta train` does); the PyTorch model is built layer
+  for layer from the gammabeta model and loads its state dict, so both start from the same
+  weights and see the same batch.
+* Epoch: one epoch of the default `gammabeta train` (MLP 40-256-256-10, BN, ReLU, dropout 0.2,
+  AdamW + one-cycle, batch 100, the seeded shuffling DataLoader) followed by the test-set
+  evaluation, through `gammabeta.train.train_epoch` and `evaluate`; the PyTorch loop is the
+  same (same batches, `torch.optim.AdamW`, `OneCycleLR`, `loss.item()` per step).
+* Memory floor: the bytes a case must move (column *bytes*, counted as below) divided by the
+  copy bandwidth measured in the same run (256 MiB `np.copyto`, bytes read + bytes written per
+  second, the higher of the measurements before and after the cases). BatchNorm:
+  forward 2 × tensor (read x, write y), forward+backward 5 × tensor (+ read x, read dy,
+  write dx; the reductions fused). Training steps: 5 × the activations (written and read in
+  forward; read, gradient written and read in backward) + 10 × the parameters (forward read,
+  backward read and gradient write, AdamW reads p, g, m, v and writes p, m, v) + the input.
+  Those are compute-bound (GEMMs): their floor ratio says how far from memory-bound they are.
+  The bandwidth is DRAM's: a 16.8 MB tensor that stays in the 32 MB L3 between calls can beat
+  the floor (ratios below 1).
+* Peak memory: each framework in a fresh subprocess (`benchmarks/memory.py`) started with
+  `MALLOC_MMAP_THRESHOLD_=65536` (every buffer ≥ 64 KiB is its own mapping and is returned on
+  free, so RSS follows the live arrays/tensors): model, optimizer, batch and 2 warm-up steps;
+  gradients set to None and gammabeta's per-layer caches dropped (PyTorch frees its graph in
+  backward); then the kernel's peak-RSS mark is reset (`/proc/self/clear_refs`) and the peak
+  (`VmHWM`) over 5 more steps minus the RSS before them is reported: the memory a step needs
+  on top of model, optimizer state and data — the same method for both.
+* Each timed block starts after 20 ms of idle time, so thread pools that spin-wait after
+  their work (PyTorch's OpenMP threads) do not steal a core from the block that follows, and
+  then 5 ms of untimed calls of the same function: after the idle time the first calls of
+  either framework run 2–10× slower for about a millisecond on this VM (cold vCPU, sleeping
+  worker threads), and a timing should measure back-to-back calls as a training loop makes
+  them.
+"""
+
+TRIED = """\
+## What was tried
+
+Measured on this machine (2 cores, PyTorch 2 threads) while other jobs shared it at times:
+single figures are medians of alternating rounds, and differences under ~15 % are noise.
+"Before" is the code of the commit preceding this work, timed by the same cases.
+
+| change | before | after | kept? |
+| --- | --- | --- | --- |
+| BatchNorm2d (64, 64, 32, 32) fwd+bwd | 16.4 ms (2.21× PyTorch) | 2.4–3.4 ms (0.40–0.52×) | yes |
+| BatchNorm1d (4096, 1024) fwd+bwd | 14.5 ms (3.04×) | 3.3–5.4 ms (0.53–0.94×) | yes |
+| MNIST-1D CNN train step | 10.0 ms (1.77×) | 5.4–6.6 ms (0.46–0.65×) | yes |
+| MLP 784-1024-1024 train step | 14.6 ms (0.43×) | 12.4–14.3 ms (0.38–0.39×) | yes |
+| peak memory MLP-256 / MLP-1024 / CNN step | 3.7 / 23.4 / 9.4 MB | 1.4 / 8.7 / 3.8–3.9 MB | yes |
+
+**BatchNorm, NumPy only.** The old forward made x − shift, x − mean, x̂, x̂·γ, + β and a
+float copy: ~8 full passes, and kept x̂ (a second copy of the input) for backward. Now: one
+buffer (x − K, then − d, × scale, + β in place), reductions by BLAS (`rows @ ones`, a GEMV,
+95 GB/s in cache, against 27 GB/s for `sum(axis=(0, 2))`) and `np.vecdot` (75 GB/s, against
+34 GB/s for `einsum`), a reference to x cached instead of x̂. About 1.5× faster than before
+(the NumPy-only column), still well above the floor: every NumPy ufunc pass costs ~0.5 ms on
+16.8 MB on one core. Processing the batch in cache-sized chunks (per-sample blocks of
+128–512 KiB) was tried and did not help (12.0–15.2 ms against 13.3–14.8 unchunked): NumPy's
+elementwise ops are no faster on cached data (a broadcast subtract runs at 27 GB/s in L2).
+
+**BatchNorm, Numba (chosen: `numba` from PyPI, no compiler needed).** Four compiled loops per
+training step, each streaming the arrays once in memory order (statistics; output; backward
+sums; dx), with two-pass statistics per cache-resident block merged by Chan's formula. On
+one core these run at 1.0–1.6× the floor (e.g. (64, 64, 32, 32) fwd+bwd ≈ 2.1 ms of kernels,
+floor 2.1 ms). Variants measured:
+
+* per-channel blocks ((N, L) slab of one channel, meant to stay in L2 for all passes): 16 ms
+  fwd+bwd — the 64 rows of a channel are 256 KiB apart, map to the same cache sets and thrash;
+  replaced by batch-order streaming.
+* inner loop along L for every shape: 83 µs for the statistics of (100, 32, 40) against 37 µs
+  when short rows (L < 64) are processed as flattened C·L rows ("column form").
+* float64 accumulation of every element against short sums in the input dtype first: 732 →
+  585 µs ((4096, 1024) statistics, one core); also unrolling 4 rows per accumulator update and
+  vectorizing the per-block reductions for L = 1: 64.5 → 36 µs for (256, 1024).
+* `numba` `parallel=True` (OpenMP): fastest alone on a quiet machine (e.g. (64, 64, 32, 32)
+  fwd+bwd 1.76 ms) but its workers spin after each region and starve NumPy's OpenBLAS threads:
+  the MLP 784-1024-1024 step took 34.6 ms with it against 14.7 ms without, and 4 × (GEMM +
+  kernel) 31.9 ms against 9.6 ms serial; with other jobs on the cores a 2-thread region took
+  8–40 ms (PyTorch's too). The `workqueue` layer does not spin but took 0.58 ms for a 1 MB
+  forward that runs in 0.09 ms serially; TBB (pip `tbb` 2023) would not load with numba 0.68.
+  **Kept in the first round** (the second round below replaced the threads): serial `nogil`
+  kernels, and for arrays of 2²¹ elements or more the two reductions
+  (statistics, backward sums) split along the batch over persistent worker threads that sleep
+  when idle: no interference with BLAS (GEMM + kernel mix 9.11 ms against 9.10 serial),
+  fwd+bwd (4096, 1024) 4.10 ms against 4.86 serial, (64, 64, 32, 32) 2.59 against 3.03. The
+  passes that write a new array stay on one thread: split, they page-faulted the fresh output
+  (13 faults per call) and gained nothing (483 µs against 471 serial; 353 µs into a reused
+  buffer).
+* Python overhead per BatchNorm call (running statistics, casts, per-channel constants) moved
+  into the kernels: forward on (8, 1024) 41 → 21 µs (PyTorch 21 µs).
+* Still slower than PyTorch where a single pass dominates (eval, and the forward of the 2-D
+  (N, C) cases): PyTorch streams with 2 threads, gammabeta's loop writes y with ordinary stores
+  (read-for-ownership) and its extra thread helps little there.
+
+**BatchNorm, second round (single passes and small inputs).** The first round left the
+forward-only and (256, 1024) cases at 1.04–1.34× PyTorch. Measured causes and changes:
+
+* Python per call: forward 10.9 → 6.4 µs and backward likewise on a tiny input (one compiled
+  call per forward and per backward instead of one per pass; `self._parameters[...]` instead
+  of `Module.__getattr__`; memoized compute dtype; a dtype fast path in `is_floating`).
+* Column form (N, C): NumPy arrays start 16 bytes past a cache line, so every 64-byte vector
+  load straddled two lines: the output pass of (4096, 1024) took 885 µs, 634 µs with the
+  row split at its first cache-line boundary and the per-position constants placed like the
+  input (row form unaffected). The reductions keep whole rows: splitting them cost more
+  than it saved there (13.4 against 12.9 µs in cache), and a first version that walked
+  "rotated" rows from the boundary changed which samples each partial sum grouped with the
+  input's address, so results differed in the last bits between two copies of one array (a
+  zero-init residual test caught it); now results are bit-identical wherever the input sits
+  (tested). Folding the per-position sums into channels as a vectorized copy for L = 1:
+  statistics of (256, 1024) 41 → 24 µs.
+* Threads. The Python-level pool (a queue per part, the GIL handed back and forth) cost
+  48 µs per split pass back to back and 12 µs after idle time, and kept the last part's
+  arrays alive, so the next call's fresh output page-faulted (119–138 faults per call, p90
+  1.8 ms for a 0.35 ms pass). Replaced by worker threads that run a compiled loop without the
+  GIL: parts are claimed with compare-and-swap on one atomic word. Splitting a layer call
+  costs ~5.5 µs in all (eval forward of a tiny input: 2.8 µs on one thread, 8.3 µs split in
+  2 chunks; 2.7 µs of it is the Python side — pool lock, scratch arrays); the output pass of
+  (256, 1024) 22.5 → 12.6 µs on 2 threads (prototype of the hand-off). Every pass now splits from
+  2¹⁷ elements, in chunks of ≥ 2¹⁸ elements, 4 per thread (8 chunks of 32 rows cost the
+  column form's per-chunk set-up: (256, 1024) fwd+bwd 169 against 102 µs). An idle worker
+  spins 200 µs calling `sched_yield` at every turn: spinning without yielding made the
+  784-1024-1024 step 17.3 ms against 12.95 with the passes on one thread (BLAS threads
+  starved); with the yield 12.6–12.8 ms.
+* Output buffers: the layer reuses its previous y and dx buffers when their reference count
+  shows nothing else holds them (no allocation, no page faults).
+* Benchmark harness: 5 ms of untimed calls before each timed block (after the 20 ms idle
+  time the first calls of both frameworks ran 2–10× slower for about a millisecond).
+* Tried and dropped: `CLZERO` before writing each output line, to skip the read for
+  ownership (5–10× slower on this VM); processing the output pass in reverse chunk order to
+  reuse the statistics pass's cache lines (874/817 against 965/799 µs, no gain); x and y in
+  2 MiB transparent huge pages (eval (4096, 1024) 368 against 254 µs — slower); y placed at
+  other offsets from x modulo 4 KiB (no effect); the (N, C) output loop unrolled over 2 or 4
+  samples to load each constant once per group (822–901 against 543 µs, slower).
+  Non-temporal stores were not tried: these tensors (16.8 MB each) nearly fit the 32 MB L3
+  together, so the output passes run from cache, and streaming y to DRAM would add traffic.
+  The large forward-only cases remain bound by that cache's bandwidth on both sides:
+  gammabeta and PyTorch move the same bytes, and their ratio swings by ±10 % from run to
+  run on this shared machine.
+
+**Rest of the training step.** Convolution: the batch folded into the GEMM (one
+`(O, C·k) @ (C·k, N·L)` per layer instead of N small ones), `np.pad` replaced by zeros + copy
+(33 → 23 µs; 14 → 1.3 µs for one input channel), the columns no longer cached between the
+passes (rebuilt in backward) and dx accumulated one kernel tap at a time: CNN step 10.0 →
+~6 ms and its memory 9.4 → ~4 MB. MaxPool with stride = kernel: windows as a reshape and the
+argmax without `np.where` (220 µs for 64 K elements, against 9 µs for a masked multiply); the
+same for ReLU, which keeps its output (as PyTorch does) instead of a bool mask. AdamW: every
+update in place through one reused work array (same rounding as before, no temporaries).
+Linear and Conv gradients are not copied on first accumulation. Every layer releases its
+backward cache once backward has run (as PyTorch frees saved tensors): the CNN step's peak
+6.75 → 3.9 MB. Fresh large temporaries page-faulted (a conv layer's fwd+bwd took 2.06 ms with
+glibc's defaults and 0.96 ms with `MALLOC_MMAP_THRESHOLD_` raised): fixed in issue #17's
+second round, below, which also keeps small convolution columns between the passes again.
+
+**Whole commands, busy machines, the first run (issue #17).** Measured causes and changes:
+
+* Threads on a busy machine: with one busy process on the 2 cores, a (256, 784) @ (784, 1024)
+  float32 product took 32 ms in NumPy's OpenBLAS on 2 threads, 6.8 ms on 1 (quiet: 3.9 ms on
+  2; PyTorch 16 and 8 ms): a waiting thread spins on the core its peer needs. The training
+  loop now times its own steps and keeps the faster thread count (`gammabeta.autothreads`):
+  20 epochs of the default MLP next to a busy process 26–28 s before, 4.3–5.8 s after.
+* Start-up: `gammabeta --help` imported NumPy and the model code to build its parsers
+  (0.51–0.57 s); the packages now load their names on first use (0.15 s).
+* The first run: the install step compiles the kernels (100 s here) and generates MNIST-1D
+  (4.7 s of the first run before). A kernel cache compiled from an older version of another
+  kernel file crashed inside LLVM at exit (Numba checks a cached function against its own file
+  only): a hash of every kernel source now empties the cache when one changes.
+* The data's gradient: the first Linear/Conv no longer computes dx (PyTorch's saving for an
+  input that does not require grad), ~10 % of an MLP step.
+* Tried and dropped: the loaded kernels for BatchNorm inputs of every size (CNN run 38.9 →
+  33.9 s) made a run's rounding depend on what the process ran before, so the choice stays a
+  function of the size (and of the run's length, below).
+
+Second round (the first left the quiet CNN at 0.94× PyTorch, the CNN under load 1.22× slower
+with the kernels, and the MLP steps 2.05× and 3.58× their GEMM floor):
+
+* Freed buffers: glibc handed the freed top of the heap back to the kernel at every step
+  (trim threshold 128 KiB), so a step's temporaries returned as fresh pages and every first
+  write faulted. `gammabeta._malloc` raises the trim threshold to 256 MiB and fixes the mmap
+  threshold at 32 MiB (`mallopt`, glibc only; `GAMMABETA_MALLOC=off` or the user's own
+  `MALLOC_*_` settings leave malloc alone): the CNN step 27.8–31.4 → 16.0–20.6 ms, one
+  convolution's col2im 3.7 → 0.6 ms. The setting is per process, so in this report's
+  side-by-side cases PyTorch, in the same process, gains from it too.
+* AdamW: the one-pass Numba update dropped in the first round vectorizes once its error
+  model is NumPy's (Numba's default checks every division for zero and keeps the loop
+  scalar): 13.7 → 3.2 ms for 1.86 M float32 values, 2.2 ms split over two threads. It is bit
+  for bit the NumPy update (no fast-math; tests/test_optim_fused.py), so it runs whenever
+  Numba is loaded anyway; the 784-1024-1024 step 42.7 → ~29 ms.
+* Convolutions with stride 1: the columns are laid on the padded input grid, so each kernel
+  tap is one contiguous slice (no strided gather) and col2im one contiguous add per tap
+  (the transposed strided adds took 0.45 ms of a 32-channel layer's backward); the columns
+  stay between forward and backward up to 16 MiB.
+* BatchNorm on inputs with positions uses the kernels from 2¹² values (was 2¹⁵): the CNN's
+  (100, 32, 5) layers fwd+bwd 0.74 → 0.11 ms.
+* Short runs: loading Numba costs a process ~1.8 s of CPU (Numba's NumPy support, which
+  imports SciPy's BLAS, and the cached code): a BatchNorm fwd+bwd in a fresh process took
+  2.0–2.1 s with the kernels and 0.27–0.31 s without. Under two busy processes the 4-epoch
+  CNN took 12.9–16.6 s with the kernels and 8.8–10.4 s without. `gammabeta.jit_plan` keeps a
+  run that normalizes fewer than 2·10⁸ values in all on NumPy (the CNN: 69 M in 4 epochs,
+  691 M in its default 40), decided from the model, batch and epochs only.
+* Not met: the 784-256-256-10 step (1.7 ms of GEMMs) stays above 1.5× its floor: the loss,
+  the optimizer and eight layers' Python calls cost ~1.5 ms on their own.
+"""
