@@ -196,13 +196,17 @@ with the kernels, and the MLP steps 2.05× and 3.58× their GEMM floor):
   model is NumPy's (Numba's default checks every division for zero and keeps the loop
   scalar): 13.7 → 3.2 ms for 1.86 M float32 values, 2.2 ms split over two threads. It is bit
   for bit the NumPy update (no fast-math; tests/test_optim_fused.py), so it runs whenever
-  Numba is loaded anyway; the 784-1024-1024 step 42.7 → ~29 ms.
+  Numba is loaded anyway; the 784-1024-1024 step 42.7 → 29.4 ms (full runs of `make bench`,
+  before and after; 38.4 ms in this report's busier run).
 * Convolutions with stride 1: the columns are laid on the padded input grid, so each kernel
-  tap is one contiguous slice (no strided gather), col2im is one contiguous add per tap (the
-  transposed strided adds took 0.45 ms of a 32-channel layer's backward), and dW is one GEMM
-  per tap against the shifted input, so backward never rebuilds the columns: the CNN step
-  16.2 → 13.7 ms on a quiet moment. Tried and dropped: keeping the columns from forward to
-  backward (up to 16 MiB) made the CNN step's peak memory 1.77× PyTorch's.
+  tap is one contiguous slice (no strided gather), col2im is one contiguous add per tap (for
+  a 32-channel, length-40 layer the three transposed strided adds took 0.43 ms, the three
+  contiguous ones 0.08–0.10 ms), and dW is one GEMM per tap against the shifted input, so
+  backward never rebuilds the columns. Tried and dropped: keeping the columns from forward to
+  backward (up to 16 MiB) made the CNN step's peak memory 1.77× PyTorch's. It was faster:
+  the dW GEMM on kept columns took 0.36 ms against 0.53 ms for the three per-tap GEMMs of a
+  32-channel, length-40 layer, and in alternating runs the whole step took 12.7–15.3 ms with
+  kept columns against 14.5–16.4 ms without.
 * BatchNorm on inputs with positions uses the kernels from 2¹² values (was 2¹⁵): the CNN's
   (100, 32, 5) layers fwd+bwd 0.74 → 0.11 ms.
 * Short runs: loading Numba costs a process ~1.8 s of CPU (Numba's NumPy support, which
