@@ -263,7 +263,8 @@ def fit(model: nn.Module, x_train, y_train, *, optimizer, epochs: int, batch_siz
 
     With ``GAMMABETA_JIT=auto`` a run too short for the compiled kernels to repay loading
     them runs the NumPy path throughout (:mod:`gammabeta.jit_plan`, decided from the model,
-    the batch and ``epochs`` only); ``History.jit`` records the mode the run used.
+    the batch and ``epochs`` only, by one forward pass on the first batch in evaluation mode
+    without gradients); ``History.jit`` records the mode the run used.
     """
     if on_nonfinite not in ("raise", "skip-step"):
         raise ConfigError(f"on_nonfinite={on_nonfinite!r}; expected 'raise' or 'skip-step'")
