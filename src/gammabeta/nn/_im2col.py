@@ -35,21 +35,22 @@ def out_hw(geom, h: int, w: int) -> tuple[int, int]:
     return _out_size(h + pt + pb, kh, sh, dh), _out_size(w + pl + pr, kw, sw, dw)
 
 
-def _tail(geom, wp: int) -> int:
+def _offsets(geom, wp: int) -> list[int]:
+    """Grid layout: where tap (i, j) starts in a flattened padded grid of width ``wp``,
+    ``i·dh·Wp + j·dw``, taps in order (the last one is the tail the buffers need)."""
     (kh, kw), _, (dh, dw), _ = geom
-    return (kh - 1) * dh * wp + (kw - 1) * dw  # the last tap's offset
+    return [i * dh * wp + j * dw for i in range(kh) for j in range(kw)]
 
 
 def _grid_input(x4, geom, groups: int, xp):
     """x padded onto the grid, channels first: ``(G, C/G, N·Hp·Wp + tail)`` (one copy), the
     tap offsets, and the number of grid positions."""
-    (kh, kw), _, (dh, dw), ((pt, pb), (pl, pr)) = geom
+    (_, _, _, ((pt, pb), (pl, pr))) = geom
     n, c, h, w = x4.shape
     hp, wp = h + pt + pb, w + pl + pr
-    m = n * hp * wp
-    flat = xp.zeros((c, m + _tail(geom, wp)), dtype=x4.dtype)
+    m, offsets = n * hp * wp, _offsets(geom, wp)
+    flat = xp.zeros((c, m + offsets[-1]), dtype=x4.dtype)
     flat[:, :m].reshape(c, n, hp, wp)[:, :, pt:pt + h, pl:pl + w] = x4.transpose(1, 0, 2, 3)
-    offsets = [(t // kw) * dh * wp + (t % kw) * dw for t in range(kh * kw)]
     return flat.reshape(groups, c // groups, -1), offsets, m
 
 
@@ -121,13 +122,13 @@ def dy_columns(dy4, geom, groups: int, shape, xp):
     return dyp.reshape(groups, og, n * hp * wp)
 
 
-def col2im(dyt, weight, geom, groups: int, shape, keep_bytes: int, xp):
+def col2im(dyt, weight, geom, groups: int, shape, whole_bytes: int, xp):
     """dx of shape ``(N, C, H, W)`` from ``dyt`` (:func:`dy_columns`): the columns'
     gradient ``dcols[g] = W[g]ᵀ dy[g]`` added back where each tap read x.
 
     The sums run in the layout of ``dcols``, channels first; one copy makes the result
     ``(N, C, H, W)``. All taps come from one GEMM per group while ``dcols`` stays under
-    ``keep_bytes``, else one tap at a time (temporaries the size of x).
+    ``whole_bytes``, else one tap at a time (temporaries the size of x).
     """
     (kh, kw), (sh, sw), (dh, dw), ((pt, pb), (pl, pr)) = geom
     n, c, h, w = shape
@@ -139,10 +140,11 @@ def col2im(dyt, weight, geom, groups: int, shape, keep_bytes: int, xp):
     grid = is_grid(geom)
     pos = (n * hp * wp,) if grid else (n, ho, wo)
     if grid:
-        dxp = xp.zeros((groups, cg, pos[0] + _tail(geom, wp)), dtype=dyt.dtype)
+        offsets = _offsets(geom, wp)
+        dxp = xp.zeros((groups, cg, pos[0] + offsets[-1]), dtype=dyt.dtype)
     else:
         dxp = xp.zeros((groups, cg, n, hp, wp), dtype=dyt.dtype)
-    whole = groups * cg * k * dyt.shape[-1] * dyt.itemsize <= keep_bytes
+    whole = groups * cg * k * dyt.shape[-1] * dyt.itemsize <= whole_bytes
     if whole:
         dcols = xp.matmul(wt, dyt).reshape(groups, cg, k, *pos)
     for t in range(k):
@@ -153,8 +155,7 @@ def col2im(dyt, weight, geom, groups: int, shape, keep_bytes: int, xp):
             dc = xp.matmul(wt.reshape(groups, cg, k, og)[:, :, t], dyt) \
                 .reshape(groups, cg, *pos)
         if grid:
-            off = i * dh * wp + j * dw
-            dxp[:, :, off:off + pos[0]] += dc
+            dxp[:, :, offsets[t]:offsets[t] + pos[0]] += dc
         else:
             dxp[:, :, :, i * dh:i * dh + sh * (ho - 1) + 1:sh,
                 j * dw:j * dw + sw * (wo - 1) + 1:sw] += dc

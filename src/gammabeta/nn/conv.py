@@ -7,7 +7,7 @@ whole batch is one matrix, then::
 
     y[:, g]  = W[g] @ cols[g]                      (G groups, W[g] of shape (O/G, C/G·kh·kw))
     dW[g]    = dy[g] @ cols[g]ᵀ                    db = Σ dy over batch and positions
-    dcols[g] = W[g]ᵀ @ dy[g]                       dx = col2im(dcols): kh·kw strided adds
+    dcols[g] = W[g]ᵀ @ dy[g]                       dx = col2im(dcols): one add per kernel tap
 
 with ``dy[g]`` the gradient as ``(O/G, N·Ho·Wo)``: one BLAS GEMM per group (a single one for
 ``groups=1``) instead of one per sample. The forward pass keeps only a reference to its input.
@@ -153,14 +153,13 @@ class _ConvNd(Module):
             self._cache = (keep, x4.shape, y.shape[2:], unbatched)
         else:
             self._cache = None
-        del cols
         if self._nd == 1:
             y = y[:, :, 0, :]
         return y[0] if unbatched else y
 
     def backward(self, dy, input_grad: bool = True):
         """dW, db from dy; returns dx (``None`` with ``input_grad=False``)."""
-        kept, (n, c, h, wd), (ho, wo), unbatched = self._saved()
+        x4, (n, c, h, wd), (ho, wo), unbatched = self._saved()
         xp = namespace(dy)
         w = self.weight.data
         out_shape = (n, self.out_channels) + ((ho, wo) if self._nd == 2 else (wo,))
@@ -177,8 +176,8 @@ class _ConvNd(Module):
         if self.bias is not None and self.bias.requires_grad:
             ones = xp.ones(dyt.shape[-1], dtype=dyt.dtype)
             accumulate_new(self.bias, (dyt.reshape(o, -1) @ ones).astype(w.dtype, copy=False))
-        if kept is not None:
-            gw = _im2col.weight_grad(dyt, kept, geom, g, xp)  # (G, O/G, Kg)
+        if x4 is not None:
+            gw = _im2col.weight_grad(dyt, x4, geom, g, xp)  # (G, O/G, Kg)
             accumulate_new(self.weight, gw.reshape(w.shape))
         if not input_grad:
             return None
