@@ -10,8 +10,7 @@ GEMM per group. Two layouts of the positions:
   one contiguous slice (no strided gather), and col2im is one contiguous add per tap.
   Positions past ``(Ho, Wo)`` are computed and dropped (5% more columns for a length-40
   signal with padding 1), and dy is laid on the same grid with zeros there, which makes
-  their contributions to dW and dx exact zeros. dW needs no columns: one GEMM per tap
-  against the shifted input.
+  their contributions to dW and dx exact zeros.
 * **windows** (any stride): the positions are ``(N, Ho, Wo)``, gathered through a strided
   view of the padded input; col2im adds each tap through a strided view.
 
@@ -73,20 +72,13 @@ def columns(x4, geom, groups: int, xp):
 
 
 def weight_grad(dyt, x4, geom, groups: int, xp):
-    """dW as ``(G, O/G, C/G·kh·kw)`` from ``dyt`` (:func:`dy_columns`) and the input.
+    """dW as ``(G, O/G, C/G·kh·kw)`` from ``dyt`` (:func:`dy_columns`) and the input: the
+    columns rebuilt (one copy, freed on return) for one GEMM, ``dW[g] = dy[g] · cols[g]ᵀ``.
 
-    Grid layout: one GEMM per tap against the shifted input, ``dW[:, :, t] = dy @
-    xgrid[off_t : off_t + positions]ᵀ``, so backward never rebuilds the columns (k times the
-    input); other strides rebuild them (one copy) for one GEMM.
+    For the MNIST-1D CNN's (100, 32, 40) layer: 0.60 ms, against 0.95 ms for one GEMM per
+    tap against the shifted grid (k skinny products, each with a transposed operand).
     """
-    if not is_grid(geom):
-        return xp.matmul(dyt, columns(x4, geom, groups, xp).swapaxes(-1, -2))
-    flat, offsets, m = _grid_input(x4, geom, groups, xp)
-    g, og, cg = groups, dyt.shape[1], flat.shape[1]
-    gw = xp.empty((g, og, cg, len(offsets)), dtype=dyt.dtype)
-    for t, off in enumerate(offsets):
-        gw[..., t] = xp.matmul(dyt, flat[:, :, off:off + m].swapaxes(-1, -2))
-    return gw.reshape(g, og, -1)
+    return xp.matmul(dyt, columns(x4, geom, groups, xp).swapaxes(-1, -2))
 
 
 def output(y2, geom, shape, bias, xp):

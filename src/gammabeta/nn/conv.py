@@ -11,9 +11,9 @@ whole batch is one matrix, then::
 
 with ``dy[g]`` the gradient as ``(O/G, N·Ho·Wo)``: one BLAS GEMM per group (a single one for
 ``groups=1``) instead of one per sample. The forward pass keeps only a reference to its input.
-With stride 1 the columns are laid on the padded input grid, each tap one contiguous slice, and
-backward needs no columns (dW is one GEMM per tap against the shifted input); other strides
-gather strided windows and rebuild the columns in backward. See :mod:`gammabeta.nn._im2col`.
+With stride 1 the columns are laid on the padded input grid, each tap one contiguous slice;
+other strides gather strided windows. Backward rebuilds the columns for dW (one copy, freed at
+once). See :mod:`gammabeta.nn._im2col`.
 Weight layout ``(out, in/groups, *kernel)``.
 """
 
