@@ -198,3 +198,36 @@ def test_forward_hooks_see_input_and_output_and_can_be_removed():
     handle.remove()
     model(np.ones((4, 3), dtype=np.float32))
     assert len(seen) == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(0,), (5,), (3, 7), (3, 1 << 16), (1 << 16, 2), (2, 33, 1000)])
+def test_relu_blockwise_maximum_is_bit_for_bit_maximum(shape, dtype):
+    """ReLU compares C-contiguous inputs with a cached zero block (NumPy's SIMD loop), in
+    blocks of 2**16: the same bits as maximum(x, 0), -0.0, NaN of either sign and ±inf
+    included, across block boundaries."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(dtype)
+    special = np.array([-0.0, 0.0, np.nan, -np.nan, -np.inf, np.inf], dtype=dtype)
+    flat = x.reshape(-1)
+    for i, pos in enumerate(range(0, flat.size, max(1, flat.size // 7))):
+        flat[pos] = special[i % special.size]
+    relu = nn.ReLU()
+    y = relu(x)
+    want = np.maximum(x, 0)
+    assert y.dtype == want.dtype and y.shape == want.shape
+    assert np.array_equal(y.view(np.uint8), want.view(np.uint8))
+    # the backward keeps its rule on the block path's output
+    dy = rng.standard_normal(shape).astype(dtype)
+    assert np.array_equal(relu.backward(dy), dy * (want > 0))
+
+
+def test_relu_of_a_strided_input_and_the_shared_zero_block():
+    """A non-contiguous input takes plain maximum; the shared zero block stays zero."""
+    from gammabeta.nn import activations
+
+    x = np.random.default_rng(4).standard_normal((64, 40)).astype(np.float32)[:, ::3]
+    assert np.array_equal(nn.ReLU()(x), np.maximum(x, 0))
+    nn.ReLU()(np.ones((10,), np.float32))
+    block = activations._zero_blocks[np.dtype(np.float32)]
+    assert not block.flags.writeable and not block.any()

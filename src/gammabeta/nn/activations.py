@@ -4,9 +4,37 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..backend import erf, namespace
 from . import _args
 from .module import Module, check_float_input, is_grad_enabled
+
+_ZERO_BLOCK = 1 << 16  # values per np.maximum call of _relu (a 256 KB block in float32)
+_zero_blocks: dict = {}  # dtype -> a read-only block of zeros, shared by every ReLU
+
+
+def _relu(x, xp):
+    """``max(x, 0)``, NaN kept, bit for bit ``xp.maximum(x, 0)``.
+
+    NumPy runs its SIMD loop for ``maximum`` only when both operands are arrays; against the
+    scalar 0 it takes a scalar loop (2-3x slower: (256, 1024) float32 200 vs 68 µs, (100, 32,
+    40) 107 vs 35 µs on this project's 2-core VM). So a C-contiguous NumPy input is compared
+    block by block with one cached block of zeros.
+    """
+    if xp is not np or not x.flags.c_contiguous:
+        return xp.maximum(x, 0)
+    zeros = _zero_blocks.get(x.dtype)
+    if zeros is None:
+        zeros = np.zeros(_ZERO_BLOCK, dtype=x.dtype)
+        zeros.flags.writeable = False
+        _zero_blocks[x.dtype] = zeros
+    y = np.empty_like(x)
+    flat, out, n = x.reshape(-1), y.reshape(-1), x.size
+    for i in range(0, n, _ZERO_BLOCK):
+        j = min(n, i + _ZERO_BLOCK)
+        np.maximum(flat[i:j], zeros[:j - i], out=out[i:j])
+    return y
 
 
 class _Elementwise(Module):
@@ -62,7 +90,7 @@ class ReLU(_Elementwise):
     """
 
     def _f(self, x):
-        y = namespace(x).maximum(x, 0)
+        y = _relu(x, namespace(x))
         return y, y
 
     def _df(self, dy, y):
