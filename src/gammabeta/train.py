@@ -6,6 +6,7 @@ progress bar and the study runner can stay silent.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -110,29 +111,41 @@ def _first_nonfinite_layer(model: nn.Module, xb) -> str:
 
 
 def _first_nonfinite_grad(model: nn.Module) -> str | None:
-    """Name of the first parameter whose gradient holds NaN or inf, else None."""
-    for name, p in model.named_parameters():
-        if p.grad is not None and not np.isfinite(np.sum(p.grad)):
-            return name
+    """Name of the first parameter whose gradient holds NaN or inf, else None (one sum per
+    gradient, checked every step; the names are built only when one is bad)."""
+    for m in model.modules():
+        for key, p in m._parameters.items():
+            if p is not None and p.grad is not None and not math.isfinite(p.grad.sum()):
+                return _qualified_name(model, m, key)
     return None
+
+
+def _qualified_name(model: nn.Module, module: nn.Module, key: str) -> str:
+    """``module``'s ``key`` (a parameter or buffer) by its dotted name within ``model``."""
+    prefix = next(name for name, m in model.named_modules() if m is module)
+    return f"{prefix}.{key}" if prefix else key
 
 
 def _first_nonfinite_buffer(model: nn.Module, xb) -> str | None:
     """A phrase naming the first floating buffer (running statistic) holding NaN or inf, with
     the batch's largest magnitude, else None. Cheap: one float64 sum per (small) buffer."""
-    for name, b in model.named_buffers():
-        b = np.asarray(b)
-        if b.dtype.kind != "f" or np.isfinite(b.sum(dtype=np.float64)):
-            continue
-        bad = b[~np.isfinite(b)]
-        if bad.size:  # (a float64 sum can overflow only for float64 buffers near 1e308)
+    for m in model.modules():
+        for key, b in m._buffers.items():
+            if b is None:
+                continue
+            b = np.asarray(b)
+            if b.dtype.kind != "f" or math.isfinite(b.sum(dtype=np.float64)):
+                continue
+            bad = b[~np.isfinite(b)]
+            if not bad.size:  # (a float64 sum can overflow only for float64 buffers ~1e308)
+                continue
             big = float(np.max(np.abs(xb))) if np.size(xb) else 0.0
             cause = ("scale the data" if big > 1e15 else
                      "the weights before it grew too large: lower the learning rate or clip "
                      "gradients (--clip-grad-norm)")
-            return (f"{name!r} became non-finite ({bad.flat[0]}); the values reaching it are "
-                    f"too large for {b.dtype} statistics (max |x| in the input batch = "
-                    f"{big:.3g}): {cause}")
+            return (f"{_qualified_name(model, m, key)!r} became non-finite ({bad.flat[0]}); "
+                    f"the values reaching it are too large for {b.dtype} statistics (max |x| "
+                    f"in the input batch = {big:.3g}): {cause}")
     return None
 
 

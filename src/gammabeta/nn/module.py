@@ -159,8 +159,11 @@ class Module:
                 yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
 
     def modules(self) -> Iterator[Module]:
-        for _, m in self.named_modules():
-            yield m
+        """All modules in the tree, this one first (:meth:`named_modules` without names)."""
+        yield self
+        for m in self._modules.values():
+            if m is not None:
+                yield from m.modules()
 
     def children(self) -> Iterator[Module]:
         yield from (m for m in self._modules.values() if m is not None)
@@ -174,8 +177,10 @@ class Module:
                     yield (f"{mprefix}.{name}" if mprefix else name), p
 
     def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
-        for _, p in self.named_parameters(recurse=recurse):
-            yield p
+        for m in self.modules() if recurse else (self,):
+            for p in m._parameters.values():
+                if p is not None:
+                    yield p
 
     def named_buffers(self, prefix: str = "", recurse: bool = True):
         mods = self.named_modules(prefix) if recurse else [(prefix, self)]
@@ -185,8 +190,10 @@ class Module:
                     yield (f"{mprefix}.{name}" if mprefix else name), b
 
     def buffers(self, recurse: bool = True):
-        for _, b in self.named_buffers(recurse=recurse):
-            yield b
+        for m in self.modules() if recurse else (self,):
+            for b in m._buffers.values():
+                if b is not None:
+                    yield b
 
     def num_parameters(self) -> int:
         """Total number of trainable scalars."""
