@@ -214,3 +214,20 @@ def test_backward_grad_shape_errors():
     mse(X, X)
     with pytest.raises(ShapeError, match="expected a scalar"):
         mse.backward(np.ones(3))
+
+
+@pytest.mark.parametrize("reduction", ["sum", "none"])
+@pytest.mark.parametrize("shape", [(16, 10), (5, 4, 3)])
+def test_cross_entropy_one_hot_fast_path_equals_the_weighted_path(reduction, shape):
+    """Index targets without weights or smoothing pick log p of the target (no dense
+    one-hot): the same bits as the general path, taken here through unit class weights."""
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal(shape) * 4).astype(np.float32)
+    y = rng.integers(0, shape[1], (shape[0], *shape[2:]))
+    fast = CrossEntropyLoss(reduction=reduction)
+    general = CrossEntropyLoss(reduction=reduction, weight=np.ones(shape[1], np.float32))
+    g = 1.0 if reduction == "sum" else rng.standard_normal(y.shape).astype(np.float32)
+    lf, lg = fast(x, y), general(x, y)
+    assert np.array_equal(np.asarray(lf), np.asarray(lg))
+    assert np.array_equal(fast.backward(g), general.backward(g))
+    assert isinstance(fast._cache[1], tuple)  # the fast path ran

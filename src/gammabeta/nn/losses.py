@@ -247,7 +247,7 @@ class CrossEntropyLoss(_Loss):
         n, c = x.shape[:2]
         per_shape = (n, *x.shape[2:])
         ct = compute_dtype(x.dtype)
-        z = np.moveaxis(x, 1, -1).reshape(-1, c).astype(ct, copy=False)
+        z = (x if x.ndim == 2 else np.moveaxis(x, 1, -1).reshape(-1, c)).astype(ct, copy=False)
         m = z.shape[0]
         w = None
         if self.weight is not None:
@@ -269,8 +269,14 @@ class CrossEntropyLoss(_Loss):
                     f"CrossEntropyLoss: target value {y[i]} (at flat index {i}) is out of "
                     f"range for {c} classes; expected 0 <= target < {c} or ignore_index="
                     f"{self.ignore_index}")
-            yv = np.where(valid, y, 0)
             rows = np.arange(m)
+            if w is None and eps == 0 and valid.all():  # one-hot targets: pick, no weights
+                logp = log_softmax(z)
+                per = -logp[rows, y]
+                denom = valid.sum()  # (an int64, as below: the same division)
+                self._cache = (np.exp(logp), (rows, y), denom, x.shape, x.dtype, per_shape)
+                return self._reduce(per, denom, per_shape, x.dtype)
+            yv = np.where(valid, y, 0)
             a = np.empty((m, c), dtype=ct)
             a[...] = eps / c if w is None else (eps / c) * w
             a[rows, yv] += (1 - eps) if w is None else (1 - eps) * w[yv]
@@ -295,8 +301,11 @@ class CrossEntropyLoss(_Loss):
         logp = log_softmax(z)
         per = -np.sum(a * logp, axis=1)
         self._cache = (np.exp(logp), a, denom, x.shape, x.dtype, per_shape)
+        return self._reduce(per, denom, per_shape, x.dtype)
+
+    def _reduce(self, per, denom, per_shape, dtype):
         if self.reduction == "none":
-            return per.reshape(per_shape).astype(x.dtype)
+            return per.reshape(per_shape).astype(dtype)
         total = per.sum()
         if self.reduction == "sum":
             return float(total)
@@ -316,12 +325,18 @@ class CrossEntropyLoss(_Loss):
         """d loss / d input: ``(p * sum_k a_k - a) * grad / denom``, input's shape and dtype."""
         p, a, denom, xshape, dtype, per_shape = self._saved()
         g = self._upstream(grad, per_shape, p.dtype)
-        dz = p * a.sum(axis=1, keepdims=True) - a
+        if isinstance(a, tuple):  # one-hot targets (rows, classes): p·1 − onehot
+            dz = p.copy()
+            dz[a] -= 1
+        else:
+            dz = p * a.sum(axis=1, keepdims=True) - a
         if self.reduction == "none":
             dz *= g.reshape(-1, 1)
         else:
             scale = g / denom if self.reduction == "mean" else g
             dz *= scale.astype(p.dtype)
+        if len(xshape) == 2:
+            return dz.astype(dtype, copy=False)
         c = xshape[1]
         dx = np.moveaxis(dz.reshape(xshape[0], *xshape[2:], c), -1, 1)
         return np.ascontiguousarray(dx, dtype=dtype)
