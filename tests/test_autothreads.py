@@ -56,6 +56,24 @@ def test_reprobes_after_the_hold_and_follows_the_load():
     assert f.used[-1] == 2 and f.threads == 2
 
 
+def test_one_fast_step_does_not_win_a_probe():
+    """The median step decides: two threads with one lucky step among slow ones lose to one
+    steady thread (the fastest step alone would have picked two)."""
+    seen = {2: 0}
+
+    def cost(n):
+        if n == 1:
+            return 0.006
+        seen[2] += 1
+        return 0.003 if seen[2] == 3 else 0.010
+
+    f = FakeSteps(cost)
+    t = ThreadTuner(counts=(2, 1), probe_steps=3, hold_seconds=10.0, clock=f.clock,
+                    apply=f.apply)
+    f.run(t, 12)
+    assert f.used[:8] == [2, 2, 2, 2, 1, 1, 1, 1] and f.used[-1] == 1 and f.threads == 1
+
+
 def test_ties_go_to_fewer_threads_and_the_switch_step_is_not_counted():
     f = FakeSteps(lambda n: 0.0100 if n == 2 else 0.0102)  # within 5%: one thread suffices
     t = ThreadTuner(counts=(2, 1), probe_steps=2, hold_seconds=10.0, clock=f.clock,
