@@ -217,4 +217,43 @@ with the kernels, and the MLP steps 2.05× and 3.58× their GEMM floor):
   691 M in its default 40), decided from the model, batch and epochs only.
 * Not met: the 784-256-256-10 step (1.7 ms of GEMMs) stays above 1.5× its floor: the loss,
   the optimizer and eight layers' Python calls cost ~1.5 ms on their own.
+
+Third round (the second left the quiet CNN at 0.79–0.84× PyTorch over two runs and the MLP
+steps at 1.55–1.64× and 2.68–3.82× their GEMMs alone):
+
+* Convolution dW with stride 1 is again one GEMM, against the columns rebuilt in backward
+  (one copy, freed at once), instead of one GEMM per tap against the shifted grid: those k
+  products are skinny (32 × 4,200 × 32 for a 32-channel, length-40 layer) and read a
+  transposed operand. That layer's dW: 0.60 against 0.95 ms; the CNN step in an alternating
+  A/B 20.8 against 21.5 ms (median); peak memory of the step 4.2 MB against PyTorch's 4.4–4.9.
+* ReLU: `np.maximum(x, 0)` runs NumPy's scalar loop (its SIMD loop needs two array operands);
+  against a cached block of zeros (256 KB, shared) the same bits come 2–3× faster: (256, 1024)
+  float32 200 → 68 µs, (100, 32, 40) 107 → 35 µs. In the steps it saves 0–0.3 ms: right after
+  a matrix product the activations come from memory, not cache — a BatchNorm forward on
+  (256, 1024) took 0.86 ms just after a 256 × 1024 × 1024 product and 0.24 ms on a warm
+  input, with one BLAS thread or two, so the step's work outside its GEMMs is bound by memory
+  bandwidth (AdamW alone moves 52 MB a step in the 1024-wide MLP).
+* CrossEntropyLoss with class indices (no class weights, no smoothing) picks log p of the
+  target instead of building a dense one-hot: (128, 10) forward+backward 204 → 129 µs, the
+  same bits.
+* The non-finite checks after each step walk the modules once without building names (a name
+  only for a bad tensor): 0.43 → 0.27 ms a CNN step.
+* The thread tuner keeps the count with the quickest median probe step (was: the quickest
+  single step): in 480 alternating CNN steps two threads' steps varied more (median 16.7 ms
+  on one thread, 19.3 on two; fastest 12.0 and 14.6), so a lucky step could keep the slower
+  count for the next 5 s. Whole runs did not show a difference beyond this VM's noise (three
+  alternating pairs: 28.8–31.8 s before, 29.9–33.1 s after; a fixed single thread 27.8–29.8 s).
+* Tried and dropped: compiled (Numba) layout passes for the convolutions — the input onto the
+  grid, the output crop with the bias, dy onto the grid, col2im's gather. Bit for bit the
+  NumPy results, but NumPy already moves the length-40 rows near the copy bandwidth (the
+  input onto the grid: 73 µs NumPy, 123–212 µs compiled); only the output crop and dy were
+  faster (48 → 34 and 53 → 40 µs), and the CNN step in an alternating A/B did not change
+  (12.18 against 12.33 ms, 16.34 against 16.34 ms).
+* The 784-1024-1024-10 step: 1.46× its GEMMs alone in this report's run; in repeated
+  measurements the same hour 1.44–1.71× (its GEMMs alone 19.1–19.8 ms, the step 27.9–33.8
+  ms), so this line passes or fails with the machine's noise.
+* Not met: the 784-256-256-10 step, 1.93× its GEMMs alone here (1.42–2.20× in the repeated
+  measurements): its GEMMs take 1.4–2.1 ms and the rest — the optimizer (0.78 ms, memory-bound
+  on 7.5 MB), four BatchNorm and ReLU calls, the loss and the layers' Python calls — about as
+  much again.
 """
