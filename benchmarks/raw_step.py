@@ -1,0 +1,102 @@
+"""How close can NumPy get to the compute floor? The 784-256-256-10 BN MLP step as bare NumPy.
+
+The step case ``MLP 784-256-256-10 + BN, batch 128`` of ``make bench`` written as one function
+with no modules, no checks and no caches: the same products, BatchNorm in training mode
+(batch statistics), ReLU, softmax cross-entropy, and the same fused AdamW update
+(:mod:`gammabeta.optim._kernels`). It prints, in alternating rounds, the medians of this bare
+step and of gammabeta's step against the step's GEMMs run alone (:mod:`flops`)::
+
+    python benchmarks/raw_step.py [rounds]
+
+What it is for: the issue's target of 1.5× the GEMMs alone for this step; if bare NumPy
+cannot reach it on a machine, the layers' overhead is not what stands in the way.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import cases
+import flops
+import numpy as np
+
+
+def bare_step(rng: np.random.Generator, batch: int = 128):
+    """The step as one closure over its own arrays (float32, PyTorch's default init scale)."""
+    from gammabeta.optim import _kernels
+
+    x = rng.standard_normal((batch, 784), dtype=np.float32)
+    y = rng.integers(0, 10, batch)
+    rows = np.arange(batch)
+    w1, w2, w3 = ((rng.uniform(-1, 1, s) / np.sqrt(s[1])).astype(np.float32)
+                  for s in ((256, 784), (256, 256), (10, 256)))
+    b3 = np.zeros(10, np.float32)
+    g1, g2 = np.ones(256, np.float32), np.ones(256, np.float32)
+    be1, be2 = np.zeros(256, np.float32), np.zeros(256, np.float32)
+    params = [w1, w2, w3, b3, g1, be1, g2, be2]
+    assert all(p.dtype == np.float32 for p in params)
+    state = [(np.zeros_like(p), np.zeros_like(p)) for p in params]
+    f = np.float32  # AdamW, lr 1e-3, weight decay 0.05 on all (a lower bound on the work)
+    scalars = (f(1 - 1e-3 * 0.05), f(0), f(0.1), f(0.9), True, f(0.999), f(0.001), f(1),
+               f(1e-8), f(1e-3))
+
+    def bn_forward(h, g, b):
+        d = h - h.mean(0)
+        inv = 1 / np.sqrt((d * d).mean(0) + f(1e-5))
+        xh = d * inv
+        return xh * g + b, xh, inv
+
+    def bn_backward(dy, xh, inv, g):
+        dg, db = (dy * xh).sum(0), dy.sum(0)
+        return (g * inv) * (dy - db / batch - xh * (dg / batch)), dg, db
+
+    def step():
+        a1, xh1, inv1 = bn_forward(x @ w1.T, g1, be1)
+        r1 = np.maximum(a1, 0)
+        a2, xh2, inv2 = bn_forward(r1 @ w2.T, g2, be2)
+        r2 = np.maximum(a2, 0)
+        z = r2 @ w3.T + b3
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        p[rows, y] -= 1
+        p /= batch
+        dh2, dg2, db2 = bn_backward((p @ w3) * (r2 > 0), xh2, inv2, g2)
+        dh1, dg1, db1 = bn_backward((dh2 @ w2) * (r1 > 0), xh1, inv1, g1)
+        grads = [dh1.T @ x, dh2.T @ r1, p.T @ r2, p.sum(0), dg1, db1, dg2, db2]
+        for prm, grad, (m, v) in zip(params, grads, state, strict=True):
+            _kernels.adam_update(prm.reshape(-1), grad.reshape(-1), m.reshape(-1),
+                                 v.reshape(-1), *scalars)
+
+    return step
+
+
+def median_ms(fn, calls: int = 300) -> float:
+    for _ in range(10):
+        fn()
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1e3
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    rounds = int(argv[0]) if argv else 3
+    cases.warm_kernels()
+    label, name, shape, classes, batch, opts = cases.STEP_CASES[0]
+    gb_step, _, _, _, gemms = cases.make_step(name, shape, classes, batch, opts)
+    bare = bare_step(np.random.default_rng(0), batch)
+    print(f"# {label}: medians of 300 steps; GEMMs alone: flops.gemm_seconds (best of 5)")
+    for _ in range(rounds):
+        floor = flops.gemm_seconds(gemms) * 1e3
+        a, b = median_ms(bare), median_ms(gb_step)
+        print(f"GEMMs alone {floor:.2f} ms   bare NumPy step {a:.2f} ms ({a / floor:.2f}×)   "
+              f"gammabeta step {b:.2f} ms ({b / floor:.2f}×)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
