@@ -46,6 +46,7 @@ figures: $(STAMP)
 bench: $(TEST_STAMP)
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/run.py
 	$(PY) benchmarks/distributed.py
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/profile_step.py
 
 fuzz: $(TEST_STAMP)
 	# coverage-guided fuzzing of every untrusted-file loader; new inputs grow fuzz/corpus

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-__all__ = ["gemm_rates", "step_gemms", "gemm_seconds"]
+__all__ = ["gemm_rates", "layer_gemms", "step_gemms", "gemm_seconds"]
 
 
 def _best(fn, repeats: int = 7, min_time: float = 0.05) -> float:
@@ -53,9 +53,9 @@ def gemm_rates(n: int = 2048) -> dict:
             "torch_gflops": flops / _best(lambda: ta @ tb) / 1e9}
 
 
-def step_gemms(model, xb) -> list[tuple[int, int, int]]:
-    """The ``(m, k, n)`` of every GEMM one training step of ``model`` on ``xb`` runs: per
-    Linear/Conv layer its forward product, dW, and dx (not for the first layer)."""
+def layer_gemms(model, xb) -> list[tuple[object, list[tuple[int, int, int]]]]:
+    """``(layer, its GEMMs)`` for every Linear/Conv layer of ``model`` on ``xb``, in the order
+    they run: the forward product, dW, and dx (not for the first layer, whose input is data)."""
     import gammabeta.nn as gnn
 
     found = []
@@ -63,14 +63,14 @@ def step_gemms(model, xb) -> list[tuple[int, int, int]]:
     def hook(m, x, y):
         if isinstance(m, gnn.Linear):
             rows = x.size // m.in_features
-            found.append([(rows, m.in_features, m.out_features),  # y = x Wᵀ
-                          (m.out_features, rows, m.in_features),  # dW = dyᵀ x
-                          (rows, m.out_features, m.in_features)])  # dx = dy W
+            found.append((m, [(rows, m.in_features, m.out_features),  # y = x Wᵀ
+                              (m.out_features, rows, m.in_features),  # dW = dyᵀ x
+                              (rows, m.out_features, m.in_features)]))  # dx = dy W
         else:  # a convolution as im2col: per group (O/G, C/G·k) @ (C/G·k, N·positions)
             g = m.groups
             o, ck = m.out_channels // g, m.in_channels // g * int(np.prod(m.kernel_size))
             pos = y.size // m.out_channels
-            found.append([(o, ck, pos)] * g + [(o, pos, ck)] * g + [(ck, o, pos)] * g)
+            found.append((m, [(o, ck, pos)] * g + [(o, pos, ck)] * g + [(ck, o, pos)] * g))
 
     handles = [m.register_forward_hook(hook) for m in model.modules()
                if isinstance(m, (gnn.Linear, gnn.Conv1d, gnn.Conv2d))]
@@ -82,10 +82,16 @@ def step_gemms(model, xb) -> list[tuple[int, int, int]]:
         for h in handles:
             h.remove()
     out = []
-    for i, layer in enumerate(found):
+    for i, (m, layer) in enumerate(found):
         per = len(layer) // 3
-        out += layer[:2 * per] if i == 0 else layer  # the first layer's dx is not computed
+        out.append((m, layer[:2 * per] if i == 0 else layer))
     return out
+
+
+def step_gemms(model, xb) -> list[tuple[int, int, int]]:
+    """The ``(m, k, n)`` of every GEMM one training step of ``model`` on ``xb`` runs
+    (:func:`layer_gemms`, flattened)."""
+    return [mkn for _, gemms in layer_gemms(model, xb) for mkn in gemms]
 
 
 def gemm_seconds(gemms) -> float:

@@ -219,7 +219,9 @@ with the kernels, and the MLP steps 2.05× and 3.58× their GEMM floor):
   the optimizer and eight layers' Python calls cost ~1.5 ms on their own.
 
 Third round (the second left the quiet CNN at 0.79–0.84× PyTorch over two runs and the MLP
-steps at 1.55–1.64× and 2.68–3.82× their GEMMs alone):
+steps at 1.55–1.64× and 2.68–3.82× their GEMMs alone). Where each step's time goes, layer by
+layer against each layer's GEMMs alone: [benchmarks-profile.md](benchmarks-profile.md)
+(`benchmarks/profile_step.py`, part of `make bench`).
 
 * Convolution dW with stride 1 is again one GEMM, against the columns rebuilt in backward
   (one copy, freed at once), instead of one GEMM per tap against the shifted grid: those k
