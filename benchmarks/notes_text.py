@@ -232,8 +232,8 @@ layer against each layer's GEMMs alone: [benchmarks-profile.md](benchmarks-profi
   against a cached block of zeros (256 KB, shared) the same bits come 2–3× faster: (256, 1024)
   float32 200 → 68 µs, (100, 32, 40) 107 → 35 µs. In the steps it saves 0–0.3 ms: right after
   a matrix product the activations come from memory, not cache — a BatchNorm forward on
-  (256, 1024) took 0.86 ms just after a 256 × 1024 × 1024 product and 0.24 ms on a warm
-  input, with one BLAS thread or two, so the step's work outside its GEMMs is bound by memory
+  (256, 1024) took 0.71–0.86 ms just after a 256 × 1024 × 1024 product (one BLAS thread or
+  two) and 0.19–0.27 ms on a warm input, so the step's work outside its GEMMs is bound by memory
   bandwidth (AdamW alone moves 52 MB a step in the 1024-wide MLP).
 * CrossEntropyLoss with class indices (no class weights, no smoothing) picks log p of the
   target instead of building a dense one-hot: (128, 10) forward+backward 204 → 129 µs, the
