@@ -1,5 +1,6 @@
 """Layers with explicit, closed-form backward passes."""
 
+from ._softmax import log_softmax, softmax
 from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
 from .batchnorm import BatchNorm1d, BatchNorm2d
 from .batchrenorm import BatchRenorm1d, BatchRenorm2d
@@ -11,7 +12,7 @@ from .instancenorm import InstanceNorm1d, InstanceNorm2d
 from .layernorm import LayerNorm
 from .layers import Dropout, Flatten, Identity, Unflatten
 from .linear import Linear
-from .losses import CrossEntropyLoss, MSELoss, log_softmax, softmax
+from .losses import CrossEntropyLoss, MSELoss
 from .module import (
     Module,
     Parameter,
