@@ -130,7 +130,7 @@ def test_fit_records_the_thread_counts(monkeypatch):
     from gammabeta.train import fit
 
     monkeypatch.setenv("GAMMABETA_THREADS", "auto")
-    monkeypatch.setattr(autothreads, "_cores", lambda: 2)
+    monkeypatch.setattr(autothreads, "usable_cores", lambda: 2)
     rng = np.random.default_rng(0)
     model = nn.Sequential(nn.Linear(4, 8, rng=rng), nn.ReLU(), nn.Linear(8, 2, rng=rng))
     x = rng.standard_normal((64, 4)).astype(np.float32)

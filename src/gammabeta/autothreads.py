@@ -25,7 +25,7 @@ import os
 import statistics
 import time
 
-__all__ = ["ThreadTuner", "set_threads", "get_threads", "threads_setting"]
+__all__ = ["ThreadTuner", "set_threads", "get_threads", "threads_setting", "usable_cores"]
 
 
 def threads_setting() -> str | int:
@@ -45,7 +45,8 @@ def threads_setting() -> str | int:
     return n
 
 
-def _cores() -> int:
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity; else the machine's count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
 
@@ -130,7 +131,7 @@ class ThreadTuner:
                  tolerance: float = 0.05, clock=time.perf_counter, apply=set_threads):
         self._initial = get_threads() if apply is set_threads else None
         if counts is None:
-            top = max(self._initial[0], default=_cores())
+            top = max(self._initial[0], default=usable_cores())
             counts = (top, max(1, top // 2), 1)
         self.counts = sorted(set(int(c) for c in counts), reverse=True)
         self.probe_steps, self.hold, self.tol = probe_steps, hold_seconds, tolerance
@@ -153,7 +154,7 @@ class ThreadTuner:
         if setting != "auto":
             set_threads(setting)
             return None
-        return cls() if _cores() > 1 else None
+        return cls() if usable_cores() > 1 else None
 
     def tick(self) -> None:
         """A step starts (and the one before it, if any, ended): switch counts as the

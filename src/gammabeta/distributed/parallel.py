@@ -60,18 +60,16 @@ class DataParallel:
         a waiting thread that spins takes the core its peer needs): measured on 2 cores with
         2 ranks, a step took 16× as long as with one thread per rank.
         """
-        import os
-
         from mpi4py import MPI
+
+        from ..autothreads import usable_cores
 
         local = self.comm.Split_type(MPI.COMM_TYPE_SHARED)
         try:
             on_node = local.Get_size()
         finally:
             local.Free()
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-            os.cpu_count() or 1)
-        n = max(1, cores // on_node)
+        n = max(1, usable_cores() // on_node)
         try:
             from threadpoolctl import threadpool_limits
 

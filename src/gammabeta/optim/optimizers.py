@@ -10,12 +10,12 @@ is ``False`` are skipped (no update, no state).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterable
 from numbers import Real
 
 import numpy as np
 
+from ..autothreads import usable_cores
 from ..backend import kernel_threads, namespace, optim_kernels
 from ..errors import ConfigError
 from ..nn.module import Parameter
@@ -23,8 +23,7 @@ from .base import Optimizer
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "param_groups"]
 
-_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-    os.cpu_count() or 1)
+_CORES = usable_cores()
 
 
 class SGD(Optimizer):
