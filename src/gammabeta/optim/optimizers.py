@@ -152,18 +152,20 @@ class Adam(Optimizer):
         lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
         b1, b2 = (float(b) for b in group["betas"])
         w1 = 1 - b1
+        kern = None if group["amsgrad"] else optim_kernels(np)
+        fused = {}  # (dtype, step) -> the fused kernel's scalar arguments (one per group)
         for p, g in self._grads(group):
-            xp = namespace(p.data)
             if group["maximize"]:
                 g = -g
             st = self.state.get(p)
             if not st:
-                st = self.state[p] = {"step": 0, "exp_avg": xp.zeros_like(p.data),
-                                      "exp_avg_sq": xp.zeros_like(p.data)}
+                st = self.state[p] = {"step": 0, "exp_avg": namespace(p.data).zeros_like(p.data),
+                                      "exp_avg_sq": namespace(p.data).zeros_like(p.data)}
             st["step"] += 1
             t = st["step"]
-            if self._fused(group, p, g, st, lr, eps, wd, b1, b2, t):
+            if kern is not None and _fused(kern, fused, group, p.data, g, st, t):
                 continue
+            xp = namespace(p.data)
             if wd != 0:
                 if group["decoupled_weight_decay"]:
                     p.data *= 1 - lr * wd
@@ -194,26 +196,40 @@ class Adam(Optimizer):
             tmp *= step_size
             p.data -= tmp
 
-    @staticmethod
-    def _fused(group, p, g, st, lr, eps, wd, b1, b2, t) -> bool:
-        """Run the update below as one compiled pass (:mod:`gammabeta.optim._kernels`,
-        bit for bit the same) when it is available and applies; ``False`` otherwise."""
-        arrays = (p.data, g, st["exp_avg"], st["exp_avg_sq"])
-        if group["amsgrad"] or p.data.dtype not in (np.float32, np.float64) \
-                or not all(isinstance(a, np.ndarray) and a.flags.c_contiguous
-                           and a.dtype == p.data.dtype for a in arrays):
-            return False
-        kern = optim_kernels(np)
-        if kern is None:
-            return False
-        f = p.data.dtype.type  # each scalar rounded to the dtype, as NumPy does a Python float
-        decoupled = group["decoupled_weight_decay"]
-        w1 = 1 - b1
-        kern.adam(*(a.reshape(-1) for a in arrays),
-                  f(1 - lr * wd if decoupled and wd != 0 else 1), f(wd if not decoupled else 0),
-                  f(w1), f(1 - w1), w1 < 0.5, f(b2), f(1 - b2), f((1 - b2**t) ** 0.5), f(eps),
-                  f(lr / (1 - b1**t)), threads=kernel_threads(_CORES))
-        return True
+
+def _fused(kern, cache: dict, group: dict, data, g, st: dict, t: int) -> bool:
+    """Run Adam's update above as one compiled pass (:mod:`gammabeta.optim._kernels`, bit for
+    bit the same) when it applies: NumPy arrays, C-contiguous, float32 or float64, one dtype;
+    ``False`` otherwise. ``cache`` keeps the scalar arguments of a group for a (dtype, step):
+    computing them took as long as the update of a small tensor."""
+    m, v = st["exp_avg"], st["exp_avg_sq"]
+    dt = data.dtype
+    if not (type(data) is type(g) is type(m) is type(v) is np.ndarray
+            and dt == g.dtype == m.dtype == v.dtype and dt in _FUSED_DTYPES
+            and data.flags.c_contiguous and g.flags.c_contiguous
+            and m.flags.c_contiguous and v.flags.c_contiguous):
+        return False
+    scalars = cache.get((dt, t))
+    if scalars is None:
+        scalars = cache[dt, t] = _fused_scalars(group, dt.type, t)
+    kern.adam(data.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), *scalars,
+              threads=kernel_threads(_CORES))
+    return True
+
+
+def _fused_scalars(group: dict, f, t: int) -> tuple:
+    """The fused kernel's scalars for step ``t``, each rounded to the dtype ``f`` as NumPy
+    rounds a Python float operand of that dtype's array."""
+    lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
+    b1, b2 = (float(b) for b in group["betas"])
+    decoupled = group["decoupled_weight_decay"]
+    w1 = 1 - b1
+    return (f(1 - lr * wd if decoupled and wd != 0 else 1), f(wd if not decoupled else 0),
+            f(w1), f(1 - w1), w1 < 0.5, f(b2), f(1 - b2), f((1 - b2**t) ** 0.5), f(eps),
+            f(lr / (1 - b1**t)))
+
+
+_FUSED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class AdamW(Adam):
