@@ -185,9 +185,11 @@ class _BatchNorm(Module):
         """Count the batch and return the running update's weight α (-1 outside training)."""
         if not self.training:
             return -1.0
-        self.num_batches_tracked = np.asarray(self.num_batches_tracked + 1, dtype=np.int64)
+        bufs = self._buffers  # a new array, not += 1: a loaded one may be read-only
+        count = bufs["num_batches_tracked"] = np.asarray(bufs["num_batches_tracked"] + 1,
+                                                         dtype=np.int64)
         if self.momentum is None:
-            return 1.0 / float(self.num_batches_tracked)
+            return 1.0 / float(count)
         return float(self.momentum)
 
     def _update_running(self, k, d, var, m: int) -> None:

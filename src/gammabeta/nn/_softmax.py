@@ -43,8 +43,9 @@ def log_softmax(x, axis: int = -1):
     if not is_floating(x.dtype):
         raise DTypeError(f"log_softmax: got dtype {x.dtype}, expected a floating-point array")
     z = x.astype(compute_dtype(x.dtype), copy=False)
-    shifted = z - np.max(z, axis=axis, keepdims=True)
-    out = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    # (the ufuncs' own reductions: the same values as np.max/np.sum, without their wrapper)
+    shifted = z - np.maximum.reduce(z, axis=axis, keepdims=True)
+    out = shifted - np.log(np.add.reduce(np.exp(shifted), axis=axis, keepdims=True))
     return out.astype(x.dtype, copy=False)
 
 

@@ -184,21 +184,17 @@ class CrossEntropyLoss(_Loss):
             if target.shape != per_shape:
                 raise ShapeError(self._shape_msg(target.shape, per_shape, x.shape, "indices"))
             y = target.reshape(-1).astype(np.int64)
-            valid = y != self.ignore_index
-            bad = valid & ((y < 0) | (y >= c))
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                raise DataError(
-                    f"CrossEntropyLoss: target value {y[i]} (at flat index {i}) is out of "
-                    f"range for {c} classes; expected 0 <= target < {c} or ignore_index="
-                    f"{self.ignore_index}")
+            valid = self._valid_targets(y, c)  # None: every target is a class to count
             rows = np.arange(m)
-            if w is None and eps == 0 and valid.all():  # one-hot targets: pick, no weights
+            if w is None and eps == 0 and valid is None:  # one-hot targets: pick, no weights
                 logp = log_softmax(z)
-                per = -logp[rows, y]
-                denom = valid.sum()  # (an int64, as below: the same division)
-                self._cache = (np.exp(logp), (rows, y), denom, x.shape, x.dtype, per_shape)
+                picks = rows * c + y  # the targets' flat indices in (m, c)
+                per = -logp.reshape(-1).take(picks)
+                denom = np.int64(m)  # (an int64, as valid.sum() below: the same division)
+                self._cache = (np.exp(logp), picks, denom, x.shape, x.dtype, per_shape)
                 return self._reduce(per, denom, per_shape, x.dtype)
+            if valid is None:
+                valid = np.ones(m, dtype=bool)
             yv = np.where(valid, y, 0)
             a = np.empty((m, c), dtype=ct)
             a[...] = eps / c if w is None else (eps / c) * w
@@ -226,12 +222,30 @@ class CrossEntropyLoss(_Loss):
         self._cache = (np.exp(logp), a, denom, x.shape, x.dtype, per_shape)
         return self._reduce(per, denom, per_shape, x.dtype)
 
+    def _valid_targets(self, y, c: int):
+        """Which class indices ``y`` count (not ``ignore_index``), or ``None`` when all do;
+        a clear error for any other index outside ``[0, c)``. Two reductions in the common
+        case (every index in range, ``ignore_index`` outside it) instead of five passes."""
+        ignore = self.ignore_index
+        if y.size and 0 <= y.min() and y.max() < c and not 0 <= ignore < c:
+            return None
+        valid = y != ignore
+        bad = valid & ((y < 0) | (y >= c))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"CrossEntropyLoss: target value {y[i]} (at flat index {i}) is out of "
+                f"range for {c} classes; expected 0 <= target < {c} or ignore_index={ignore}")
+        return None if valid.all() else valid
+
     def _reduce(self, per, denom, per_shape, dtype):
         if self.reduction == "none":
             return per.reshape(per_shape).astype(dtype)
         total = per.sum()
         if self.reduction == "sum":
             return float(total)
+        if denom:
+            return float(np.divide(total, denom))
         with np.errstate(invalid="ignore", divide="ignore"):
             return float(np.divide(total, denom))  # all ignored: NaN, as in PyTorch
 
@@ -248,9 +262,9 @@ class CrossEntropyLoss(_Loss):
         """d loss / d input: ``(p * sum_k a_k - a) * grad / denom``, input's shape and dtype."""
         p, a, denom, xshape, dtype, per_shape = self._saved()
         g = self._upstream(grad, per_shape, p.dtype)
-        if isinstance(a, tuple):  # one-hot targets (rows, classes): p·1 − onehot
+        if a.ndim == 1:  # one-hot targets, as flat indices of the ones: p·1 − onehot
             dz = p.copy()
-            dz[a] -= 1
+            dz.reshape(-1)[a] -= 1
         else:
             dz = p * a.sum(axis=1, keepdims=True) - a
         if self.reduction == "none":
