@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-__all__ = ["gemm_rates", "layer_gemms", "step_gemms", "gemm_seconds"]
+__all__ = ["gemm_rates", "layer_gemms", "step_gemms", "gemm_seconds", "gemm_runner"]
 
 
 def _best(fn, repeats: int = 7, min_time: float = 0.05) -> float:
@@ -92,6 +92,21 @@ def step_gemms(model, xb) -> list[tuple[int, int, int]]:
     """The ``(m, k, n)`` of every GEMM one training step of ``model`` on ``xb`` runs
     (:func:`layer_gemms`, flattened)."""
     return [mkn for _, gemms in layer_gemms(model, xb) for mkn in gemms]
+
+
+def gemm_runner(gemms):
+    """A function that runs these float32 products back to back, as one step would (operands
+    drawn once): ``make bench`` times it in the same alternating rounds as the step itself,
+    so a minute in which the machine is slower slows the floor and the step alike."""
+    rng = np.random.default_rng(0)
+    ops = [(rng.standard_normal((m, k), dtype=np.float32),
+            rng.standard_normal((k, n), dtype=np.float32)) for m, k, n in gemms]
+
+    def run():
+        for a, b in ops:
+            a @ b
+
+    return run
 
 
 def gemm_seconds(gemms) -> float:

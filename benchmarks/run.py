@@ -236,18 +236,26 @@ def main(argv=None) -> int:
             fns = {"gb": case["gb"], "torch": case["torch"]}
             if kernels_on:
                 fns["gb_numpy"] = numpy_only(case["gb"])
+            if "gemms" in case:  # the compute floor: the step's own products, alone
+                fns["gemms"] = flops.gemm_runner(case["gemms"])
             res = alternate(fns, reps, min_time=0.2 if case["group"] == "Epoch" else 0.05)
             row = {k: case[k] for k in ("name", "group", "bytes", "bytes_note")}
+            if "gemms" in case:  # timed in the same rounds as the step; and each product alone
+                floor = res.pop("gemms")
+                row.update(flops=flops.flops(case["gemms"]), gemm_floor_s=floor["median_s"],
+                           gemm_floor_iqr_s=floor["iqr_s"],
+                           gemm_best_s=flops.gemm_seconds(case["gemms"]))
             row.update(res)
-            if "gemms" in case:  # the compute floor: the step's own products, alone
-                row.update(flops=flops.flops(case["gemms"]),
-                           gemm_floor_s=flops.gemm_seconds(case["gemms"]))
             rows.append(row)
             g, t = res["gb"]["median_s"], res["torch"]["median_s"]
             extra = (f"  numpy-only {res['gb_numpy']['median_s'] * 1e3:9.3f} ms"
                      if kernels_on else "")
             print(f"{case['name']:<66} gb {g * 1e3:9.3f} ms  torch {t * 1e3:9.3f} ms  "
                   f"ratio {g / t:5.2f}{extra}", flush=True)
+            if "gemms" in case:
+                f, b = row["gemm_floor_s"], row["gemm_best_s"]
+                print(f"{'':<66} GEMMs alone {f * 1e3:.3f} ms (gb {g / f:.2f}×), each product's "
+                      f"best alone {b * 1e3:.3f} ms (gb {g / b:.2f}×)", flush=True)
     bw_after = copy_bandwidth()
     bw = max(bw_before[0], bw_after[0])
     rates = flops.gemm_rates()
