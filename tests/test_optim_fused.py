@@ -75,22 +75,6 @@ def test_auto_mode_uses_it_only_once_numba_is_loaded(monkeypatch):
         assert backend.optim_kernels(np) is None
 
 
-def test_large_updates_split_over_two_threads_give_the_same_bits(monkeypatch):
-    from gammabeta.optim import _kernels, optimizers
-
-    monkeypatch.setattr(_kernels, "SPLIT_MIN", 100)  # the (1000,) and (33, 17) tensors split
-    monkeypatch.setattr(optimizers, "_CORES", 2)
-    split = []
-    real = _kernels.adam_update
-    monkeypatch.setattr(_kernels, "adam_update", lambda *a: split.append(a[0].size) or real(*a))
-    fused_p, fused_s = _run(CASES[0], np.float32, "force")
-    assert {448, 552} <= set(split)  # the (1000,) tensor in two cache-line aligned halves
-    plain_p, plain_s = _run(CASES[0], np.float32, "off")
-    for a, b in zip(fused_p + [x for s in fused_s for x in s],
-                    plain_p + [x for s in plain_s for x in s], strict=True):
-        assert np.array_equal(a, b)
-
-
 def test_parameters_at_different_steps_get_their_own_bias_correction():
     """The scalars are computed once per group and step count: a parameter that skipped
     steps (no gradient) is corrected for its own count, as on the NumPy path."""

@@ -16,6 +16,13 @@ nothing in a run. ``error_model="numpy"`` lets LLVM vectorize the division and t
 root (Numba's default Python error model checks each division for zero and keeps the loop
 scalar: 12.2 ms against 3.2 ms for 1.86 M float32 values on this project's machine).
 
+The update runs on the calling thread. Splitting large ones over two threads (as this file
+did until 2026-12) was 1.4x faster measured alone, but in a training step, right after the
+backward pass's matrix products (presumably with OpenBLAS's threads still spinning on the
+other core), it was slower on this project's 2-core VM: 1.99 vs 1.80 ms and 2.06 vs 1.86 ms
+(784-1024-1024-10, 1.86 M values; two runs) and 6.71 vs 6.34 ms (5.8 M values), medians of
+110 alternating steps each.
+
 The file imports no other kernel file, so Numba's per-file cache check is enough here.
 """
 
@@ -49,28 +56,3 @@ def adam_update(p, g, m, v, decay, l2, w1, c1, lerp_low, b2, c2, bc2_sqrt, eps,
         m[i] = mi
         v[i] = vi
         p[i] = pi - (mi / (np.sqrt(vi) / bc2_sqrt + eps)) * step_size
-
-
-# From this many values an update is split in two halves run side by side (the loop
-# releases the GIL): memory-bound, it runs ~1.6x faster on two cores of this project's
-# machine for 1.86 M values; the split costs ~30 µs, too much for small tensors.
-SPLIT_MIN = 2**18
-_pool = None
-
-
-def adam(p, g, m, v, *scalars, threads: int = 1) -> None:
-    """:func:`adam_update` on flat arrays, on two threads when ``threads`` > 1 and the
-    arrays hold :data:`SPLIT_MIN` values or more (elementwise: the same result)."""
-    global _pool
-    n = p.size
-    if threads < 2 or n < SPLIT_MIN:
-        adam_update(p, g, m, v, *scalars)
-        return
-    if _pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _pool = ThreadPoolExecutor(1, thread_name_prefix="gammabeta-adam")
-    half = n // 2 // 64 * 64  # cache-line aligned halves
-    other = _pool.submit(adam_update, p[half:], g[half:], m[half:], v[half:], *scalars)
-    adam_update(p[:half], g[:half], m[:half], v[:half], *scalars)
-    other.result()

@@ -15,15 +15,13 @@ from numbers import Real
 
 import numpy as np
 
-from ..autothreads import usable_cores
-from ..backend import kernel_threads, namespace, optim_kernels
+from ..backend import namespace, optim_kernels
 from ..errors import ConfigError
 from ..nn.module import Parameter
 from .base import Optimizer
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "param_groups"]
 
-_CORES = usable_cores()
 
 
 class SGD(Optimizer):
@@ -212,8 +210,7 @@ def _fused(kern, cache: dict, group: dict, data, g, st: dict, t: int) -> bool:
     scalars = cache.get((dt, t))
     if scalars is None:
         scalars = cache[dt, t] = _fused_scalars(group, dt.type, t)
-    kern.adam(data.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), *scalars,
-              threads=kernel_threads(_CORES))
+    kern.adam_update(data.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), *scalars)
     return True
 
 
