@@ -251,10 +251,10 @@ layer against each layer's GEMMs alone: [benchmarks-profile.md](benchmarks-profi
   input onto the grid: 73 µs NumPy, 123–212 µs compiled); only the output crop and dy were
   faster (48 → 34 and 53 → 40 µs), and the CNN step in an alternating A/B did not change
   (12.18 against 12.33 ms, 16.34 against 16.34 ms).
-* The 784-1024-1024-10 step: 1.46× its GEMMs alone in this report's run; in repeated
-  measurements the same hour 1.44–1.71× (its GEMMs alone 19.1–19.8 ms, the step 27.9–33.8
-  ms), so this line passes or fails with the machine's noise.
-* Not met: the 784-256-256-10 step, 1.93× its GEMMs alone here (1.42–2.20× in the repeated
+* The 784-1024-1024-10 step: 1.46× its GEMMs alone in the run of 2026-12-02 06:49; in
+  repeated measurements the same hour 1.44–1.71× (its GEMMs alone 19.1–19.8 ms, the step
+  27.9–33.8 ms), so this line passed or failed with the machine's noise.
+* Not met: the 784-256-256-10 step, 1.93× its GEMMs alone in that run (1.42–2.20× in the repeated
   measurements): its GEMMs take 1.4–2.1 ms and the rest — the optimizer (0.78 ms, memory-bound
   on 7.5 MB), four BatchNorm and ReLU calls, the loss and the layers' Python calls — about as
   much again. `python benchmarks/raw_step.py 5` writes the same step as one bare NumPy
@@ -262,4 +262,37 @@ layer against each layer's GEMMs alone: [benchmarks-profile.md](benchmarks-profi
   rounds: 1.57–2.14× the GEMMs alone, against gammabeta's 1.94–2.89× in the same rounds. So
   NumPy building blocks miss 1.5× here even without a library around them; reaching it would
   take one compiled pass over the whole step.
+
+Fourth round (the third left the 784-1024-1024-10 step at 1.46× its GEMMs alone with no margin,
+and the 784-256-256-10 step at 1.93×):
+
+* The floor is timed in the same alternating rounds as the step: its products back to back,
+  the median of the rounds (`flops.gemm_runner`). It was each product timed alone, best of 5,
+  summed, minutes away from the step — on this VM, whose speed changes from minute to minute,
+  that moved the 1024-wide step between 1.44× and 1.71× in one hour. The old floor stays in
+  the table (*best alone*); in this report both give the same verdicts.
+* Adam/AdamW: the fused kernel's scalar arguments are computed once per group and step count
+  (was: per tensor), and each tensor gets one type and layout test: 21 → 9 µs of Python per
+  tensor (100 tensors of 256 values, medians, alternating runs).
+* AdamW's update runs on the calling thread. Split over two threads it was 1.4× faster
+  measured alone, but inside a training step — right after the backward pass's products —
+  it was slower: 1.99 vs 1.80 ms and 2.06 vs 1.86 ms (1.86 M values, two runs), 6.71 vs 6.34 ms
+  (5.8 M values), medians of 110 alternating steps. BatchNorm's split over the worker threads
+  made no difference inside a step either (784-1024-1024-10: 29.57 vs 29.53 ms and 24.59 vs
+  24.67 ms; 784-2048-2048-10, batch 512: 142.2 vs 141.7 ms; alternating steps), and it is
+  1.1–1.5× faster on its own from 2¹⁹ values, so it stays.
+* CrossEntropyLoss with class indices: two reductions check the targets in the common case
+  (every index in range, `ignore_index` outside the classes) instead of five passes; the
+  target's log p and the one-hot come through flat indices: (128, 10) forward+backward 106–113
+  → 56 µs in alternating runs. The same values; a new test checks an `ignore_index` that is
+  also a class against PyTorch.
+* Not met: the 784-256-256-10 step, 2.10× its GEMMs alone in this report. Run back to back
+  (`python benchmarks/raw_step.py 4`, 300 steps per median, the floor in the same rounds):
+  gammabeta's step 1.76–1.82 ms, the bare NumPy step 1.61–1.64 ms, its GEMMs 1.00–1.25 ms
+  (1.44–1.81× and 1.29–1.64×). The library now adds ~10% to bare NumPy (the third round:
+  25–35%); what remains is a step's fixed cost — the same layers 8 wide (8-8-8-2, batch 4)
+  take 494 µs a step in gammabeta, 905 µs in PyTorch — and the products themselves running
+  1.15–1.3× slower inside the step than alone (`benchmarks-profile.md`: weights stored
+  (out, in) as PyTorch stores them give OpenBLAS a transposed operand, 6–9% on these shapes,
+  and the caches hold other layers' data).
 """

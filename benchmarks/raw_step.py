@@ -4,7 +4,8 @@ The step case ``MLP 784-256-256-10 + BN, batch 128`` of ``make bench`` written a
 with no modules, no checks and no caches: the same products, BatchNorm in training mode
 (batch statistics), ReLU, softmax cross-entropy, and the same fused AdamW update
 (:mod:`gammabeta.optim._kernels`). It prints, in alternating rounds, the medians of this bare
-step and of gammabeta's step against the step's GEMMs run alone (:mod:`flops`)::
+step and of gammabeta's step against the step's GEMMs run alone, back to back
+(:func:`flops.gemm_runner`), then the fixed cost of a step: the same layers 8 wide::
 
     python benchmarks/raw_step.py [rounds]
 
@@ -89,12 +90,18 @@ def main(argv=None) -> int:
     label, name, shape, classes, batch, opts = cases.STEP_CASES[0]
     gb_step, _, _, _, gemms = cases.make_step(name, shape, classes, batch, opts)
     bare = bare_step(np.random.default_rng(0), batch)
-    print(f"# {label}: medians of 300 steps; GEMMs alone: flops.gemm_seconds (best of 5)")
+    floor = flops.gemm_runner(gemms)
+    print(f"# {label}: medians of 300 calls each, in turn; GEMMs alone: the step's products "
+          "back to back (flops.gemm_runner)")
     for _ in range(rounds):
-        floor = flops.gemm_seconds(gemms) * 1e3
-        a, b = median_ms(bare), median_ms(gb_step)
-        print(f"GEMMs alone {floor:.2f} ms   bare NumPy step {a:.2f} ms ({a / floor:.2f}×)   "
-              f"gammabeta step {b:.2f} ms ({b / floor:.2f}×)", flush=True)
+        f, a, b = median_ms(floor), median_ms(bare), median_ms(gb_step)
+        print(f"GEMMs alone {f:.2f} ms   bare NumPy step {a:.2f} ms ({a / f:.2f}×)   "
+              f"gammabeta step {b:.2f} ms ({b / f:.2f}×)", flush=True)
+    # the fixed cost of a step: the same layers with almost nothing to compute
+    tiny_gb, tiny_torch, *_ = cases.make_step("mlp", (8,), 2, 4, dict(hidden=(8, 8), dropout=0.0))
+    us_gb, us_torch = median_ms(tiny_gb, 3000) * 1e3, median_ms(tiny_torch, 3000) * 1e3
+    print(f"fixed cost of a step (the same layers, 8-8-8-2, batch 4): gammabeta {us_gb:.0f} µs, "
+          f"PyTorch {us_torch:.0f} µs")
     return 0
 
 
