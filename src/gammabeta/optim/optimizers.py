@@ -23,7 +23,6 @@ from .base import Optimizer
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "param_groups"]
 
 
-
 class SGD(Optimizer):
     r"""Stochastic gradient descent with optional (Nesterov) momentum, as ``torch.optim.SGD``.
 
