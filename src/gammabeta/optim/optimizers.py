@@ -150,17 +150,19 @@ class Adam(Optimizer):
         b1, b2 = (float(b) for b in group["betas"])
         w1 = 1 - b1
         kern = None if group["amsgrad"] else optim_kernels(np)
+        hyper = (lr, eps, wd, b1, b2, group["decoupled_weight_decay"])
         fused = {}  # (dtype, step) -> the fused kernel's scalar arguments (one per group)
         for p, g in self._grads(group):
             if group["maximize"]:
                 g = -g
             st = self.state.get(p)
             if not st:
-                st = self.state[p] = {"step": 0, "exp_avg": namespace(p.data).zeros_like(p.data),
-                                      "exp_avg_sq": namespace(p.data).zeros_like(p.data)}
+                zeros = namespace(p.data).zeros_like
+                st = self.state[p] = {"step": 0, "exp_avg": zeros(p.data),
+                                      "exp_avg_sq": zeros(p.data)}
             st["step"] += 1
             t = st["step"]
-            if kern is not None and _fused(kern, fused, group, p.data, g, st, t):
+            if kern is not None and _fused(kern, fused, hyper, p.data, g, st, t):
                 continue
             xp = namespace(p.data)
             if wd != 0:
@@ -194,11 +196,12 @@ class Adam(Optimizer):
             p.data -= tmp
 
 
-def _fused(kern, cache: dict, group: dict, data, g, st: dict, t: int) -> bool:
+def _fused(kern, cache: dict, hyper: tuple, data, g, st: dict, t: int) -> bool:
     """Run Adam's update above as one compiled pass (:mod:`gammabeta.optim._kernels`, bit for
     bit the same) when it applies: NumPy arrays, C-contiguous, float32 or float64, one dtype;
-    ``False`` otherwise. ``cache`` keeps the scalar arguments of a group for a (dtype, step):
-    computing them took as long as the update of a small tensor."""
+    ``False`` otherwise. ``hyper``: the group's ``(lr, eps, weight_decay, beta1, beta2,
+    decoupled_weight_decay)``; ``cache`` keeps the scalar arguments of a group for a (dtype,
+    step): computing them took as long as the update of a small tensor."""
     m, v = st["exp_avg"], st["exp_avg_sq"]
     dt = data.dtype
     if not (type(data) is type(g) is type(m) is type(v) is np.ndarray
@@ -208,17 +211,14 @@ def _fused(kern, cache: dict, group: dict, data, g, st: dict, t: int) -> bool:
         return False
     scalars = cache.get((dt, t))
     if scalars is None:
-        scalars = cache[dt, t] = _fused_scalars(group, dt.type, t)
+        scalars = cache[dt, t] = _fused_scalars(*hyper, dt.type, t)
     kern.adam_update(data.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), *scalars)
     return True
 
 
-def _fused_scalars(group: dict, f, t: int) -> tuple:
+def _fused_scalars(lr, eps, wd, b1, b2, decoupled, f, t: int) -> tuple:
     """The fused kernel's scalars for step ``t``, each rounded to the dtype ``f`` as NumPy
     rounds a Python float operand of that dtype's array."""
-    lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
-    b1, b2 = (float(b) for b in group["betas"])
-    decoupled = group["decoupled_weight_decay"]
     w1 = 1 - b1
     return (f(1 - lr * wd if decoupled and wd != 0 else 1), f(wd if not decoupled else 0),
             f(w1), f(1 - w1), w1 < 0.5, f(b2), f(1 - b2), f((1 - b2**t) ** 0.5), f(eps),
