@@ -295,4 +295,38 @@ and the 784-256-256-10 step at 1.93×):
   1.15–1.3× slower inside the step than alone (`benchmarks-profile.md`: weights stored
   (out, in) as PyTorch stores them give OpenBLAS a transposed operand, 6–9% on these shapes,
   and the caches hold other layers' data).
+
+Fifth round (the fourth left the 784-256-256-10 step at 2.10× its GEMMs alone): what a
+whole-step compiled design reaches. No change to the library; one new measurement.
+`benchmarks/fused_step.py` writes the 784-256-256-10 step with nothing but its five GEMMs
+outside compiled code: the GEMMs write into buffers allocated once (`np.matmul(..., out=...)`,
+the weight gradients straight into one flat gradient buffer), three Numba passes do the rest
+(BatchNorm + ReLU forward, ReLU + BatchNorm backward, softmax cross-entropy with its gradient),
+and AdamW is one call per parameter group over flat buffers. It starts from gammabeta's model
+and data and keeps PyTorch's BatchNorm semantics (running statistics included); after 3 steps
+its parameters and statistics differ from gammabeta's by at most 6.4e-6 (updates are 1e-3; the
+largest differences are a few of the 200,704 first-layer weights whose gradient is near 0, where
+Adam's first steps divide by it). It is a measurement, not a design: a program for one
+architecture. `python benchmarks/raw_step.py 4`, three runs (12:51–12:53 UTC, load 0.4–0.9;
+`run.alternate` is make bench's harness):
+
+| | back to back, × GEMMs alone: median (range), 12 rounds | in `run.alternate`, × floor |
+| --- | --- | --- |
+| gammabeta's step | 1.86× (1.57–3.09×) | 1.62×, 1.86×, 1.91× |
+| the bare NumPy step | 1.65× (1.52–2.11×) | |
+| the fused step | 1.42× (1.27–2.59×) | 1.28×, 1.36×, 1.25× |
+
+The high ends are rounds in which the VM slowed (the GEMMs alone took 1.28–1.34 ms in some,
+0.87–0.96 ms in the rest); such a phase slows the small passes more than the products. The fused
+step's flat buffers page-aligned or from malloc made no clear difference (median 1.42× against
+1.45×).
+
+So the line is reachable on this machine, in the harness too, but only by fusing across layers:
+the gap of 0.35–0.65× between gammabeta's step and the fused one is spread over parts of
+0.06–0.20 ms each — by `benchmarks-profile.md`, BatchNorm 0.20 ms a step, ReLU 0.08, the loss
+0.08, the Linear layers' work beside their GEMMs 0.14, AdamW 0.20 (eight calls; the fused step
+makes two), the rest 0.06. Closing it in the library means fused training paths: a `Sequential`
+that runs BatchNorm→ReLU as one pass each way, a compiled cross-entropy, a multi-tensor AdamW
+over flat buffers — each giving the values of the layers it replaces and tested against PyTorch
+like them.
 """

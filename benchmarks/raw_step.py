@@ -5,12 +5,16 @@ with no modules, no checks and no caches: the same products, BatchNorm in traini
 (batch statistics), ReLU, softmax cross-entropy, and the same fused AdamW update
 (:mod:`gammabeta.optim._kernels`). It prints, in alternating rounds, the medians of this bare
 step and of gammabeta's step against the step's GEMMs run alone, back to back
-(:func:`flops.gemm_runner`), then the fixed cost of a step: the same layers 8 wide::
+(:func:`flops.gemm_runner`) and of the fused step of ``fused_step.py`` (everything but the
+GEMMs compiled; its flat buffers page-aligned, and from malloc), then the three in ``make
+bench``'s harness (:func:`run.alternate`), then the fixed cost of a step: the same layers 8
+wide::
 
     python benchmarks/raw_step.py [rounds]
 
 What it is for: the issue's target of 1.5× the GEMMs alone for this step; if bare NumPy
-cannot reach it on a machine, the layers' overhead is not what stands in the way.
+cannot reach it on a machine, the layers' overhead is not what stands in the way; the fused
+step says what a whole-step compiled design reaches.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import time
 
 import cases
 import flops
+import fused_step
 import numpy as np
+import run
 
 
 def bare_step(rng: np.random.Generator, batch: int = 128):
@@ -90,13 +96,25 @@ def main(argv=None) -> int:
     label, name, shape, classes, batch, opts = cases.STEP_CASES[0]
     gb_step, _, _, _, gemms = cases.make_step(name, shape, classes, batch, opts)
     bare = bare_step(np.random.default_rng(0), batch)
+    fused, _ = fused_step.fused_step(batch)
+    fused_heap, _ = fused_step.fused_step(batch, aligned=False)
     floor = flops.gemm_runner(gemms)
     print(f"# {label}: medians of 300 calls each, in turn; GEMMs alone: the step's products "
           "back to back (flops.gemm_runner)")
+    print(f"# fused step (fused_step.py) against gammabeta's after 3 steps: largest difference "
+          f"of a parameter or running statistic {fused_step.check(3):.1e}")
     for _ in range(rounds):
         f, a, b = median_ms(floor), median_ms(bare), median_ms(gb_step)
+        c, d = median_ms(fused), median_ms(fused_heap)
         print(f"GEMMs alone {f:.2f} ms   bare NumPy step {a:.2f} ms ({a / f:.2f}×)   "
-              f"gammabeta step {b:.2f} ms ({b / f:.2f}×)", flush=True)
+              f"gammabeta step {b:.2f} ms ({b / f:.2f}×)   fused step {c:.2f} ms ({c / f:.2f}×; "
+              f"buffers from malloc {d:.2f} ms, {d / f:.2f}×)", flush=True)
+    # as make bench times them: 20 ms blocks after an idle pause, in alternating rounds
+    res = run.alternate({"floor": floor, "gammabeta": gb_step, "fused": fused}, 4 * rounds)
+    f = res["floor"]["median_s"]
+    print("make bench's harness (run.alternate): " + "   ".join(
+        f"{k} {res[k]['median_s'] * 1e3:.2f} ms ({res[k]['median_s'] / f:.2f}×)"
+        for k in ("floor", "gammabeta", "fused")))
     # the fixed cost of a step: the same layers with almost nothing to compute
     tiny_gb, tiny_torch, *_ = cases.make_step("mlp", (8,), 2, 4, dict(hidden=(8, 8), dropout=0.0))
     us_gb, us_torch = median_ms(tiny_gb, 3000) * 1e3, median_ms(tiny_torch, 3000) * 1e3
