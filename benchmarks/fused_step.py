@@ -60,23 +60,30 @@ def bn_relu_forward(h, g, b, eps, momentum, out, mean, inv, run_mean, run_var):
             out[i, j] = y if y > 0 else 0
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
 def relu_bn_backward(dy, y, h, mean, inv, g, dg, db, dx):
     """dx of BatchNorm (batch statistics) for the gradient ``dy`` of the ReLU after it (``y``:
-    the ReLU's output); dγ, dβ into ``dg``, ``db``. ``dy`` is overwritten."""
+    the ReLU's output), as ``dx = a·dy' + b·h + c`` per channel (``dy'``: dy where y > 0);
+    dγ, dβ into ``dg``, ``db``."""
     n, c = h.shape
     dg[:] = 0
     db[:] = 0
     for i in range(n):
         for j in range(c):
             d = dy[i, j] if y[i, j] > 0 else 0
-            dy[i, j] = d
+            dx[i, j] = d
             db[j] += d
-            dg[j] += d * (h[i, j] - mean[j]) * inv[j]
+            dg[j] += d * ((h[i, j] - mean[j]) * inv[j])
+    a = np.empty(c, h.dtype)
+    b = np.empty(c, h.dtype)
+    c0 = np.empty(c, h.dtype)
+    for j in range(c):
+        a[j] = g[j] * inv[j]
+        b[j] = -a[j] * inv[j] * dg[j] / n
+        c0[j] = -a[j] * db[j] / n - b[j] * mean[j]
     for i in range(n):
         for j in range(c):
-            xh = (h[i, j] - mean[j]) * inv[j]
-            dx[i, j] = g[j] * inv[j] * (dy[i, j] - db[j] / n - xh * dg[j] / n)
+            dx[i, j] = a[j] * dx[i, j] + b[j] * h[i, j] + c0[j]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -307,26 +307,31 @@ and data and keeps PyTorch's BatchNorm semantics (running statistics included); 
 its parameters and statistics differ from gammabeta's by at most 6.4e-6 (updates are 1e-3; the
 largest differences are a few of the 200,704 first-layer weights whose gradient is near 0, where
 Adam's first steps divide by it). It is a measurement, not a design: a program for one
-architecture. `python benchmarks/raw_step.py 4`, three runs (12:51–12:53 UTC, load 0.4–0.9;
-`run.alternate` is make bench's harness):
+architecture.
 
-| | back to back, × GEMMs alone: median (range), 12 rounds | in `run.alternate`, × floor |
+`python benchmarks/raw_step.py 3`, three runs (13:03–13:06 UTC, load 1.1, on a 2-core AMD EPYC
+VM with AVX-512 — NumPy's OpenBLAS picks its SkylakeX kernels there — where the committed run's
+host had AVX2 only): each line times every variant in 10-call blocks taken in turn, 100 rounds,
+so that all of them sample this VM's fast and slow phases (which last about a second) alike;
+then the floor, gammabeta's step and the fused one in make bench's harness (`run.alternate`):
+
+| | × GEMMs alone: median (range) of 9 lines | in `run.alternate`, × floor |
 | --- | --- | --- |
-| gammabeta's step | 1.86× (1.57–3.09×) | 1.62×, 1.86×, 1.91× |
-| the bare NumPy step | 1.65× (1.52–2.11×) | |
-| the fused step | 1.42× (1.27–2.59×) | 1.28×, 1.36×, 1.25× |
+| gammabeta's step | 1.93× (1.81–2.14×) | 2.02×, 1.74×, 1.93× |
+| the bare NumPy step | 1.72× (1.66–2.06×) | |
+| the fused step | 1.33× (1.30–1.76×) | 1.63×, 1.28×, 1.40× |
 
-The high ends are rounds in which the VM slowed (the GEMMs alone took 1.28–1.34 ms in some,
-0.87–0.96 ms in the rest); such a phase slows the small passes more than the products. The fused
-step's flat buffers page-aligned or from malloc made no clear difference (median 1.42× against
-1.45×).
+The high ends are lines in a slow phase (GEMMs alone 1.27–1.53 ms against 1.00–1.06 ms): a slow
+phase slows the small passes more than the products, so every ratio rises. The fused step's
+buffers page-aligned or from malloc made no difference (median 1.33× both).
 
-So the line is reachable on this machine, in the harness too, but only by fusing across layers:
-the gap of 0.35–0.65× between gammabeta's step and the fused one is spread over parts of
-0.06–0.20 ms each — by `benchmarks-profile.md`, BatchNorm 0.20 ms a step, ReLU 0.08, the loss
-0.08, the Linear layers' work beside their GEMMs 0.14, AdamW 0.20 (eight calls; the fused step
-makes two), the rest 0.06. Closing it in the library means fused training paths: a `Sequential`
-that runs BatchNorm→ReLU as one pass each way, a compiled cross-entropy, a multi-tensor AdamW
-over flat buffers — each giving the values of the layers it replaces and tested against PyTorch
-like them.
+So on this machine the line is met only by fusing across layers, and even then not in every run
+of make bench's harness (1.63× in one of three). The gap between gammabeta's step and the fused
+one (~0.6×) is spread over parts of 0.06–0.20 ms each — by `benchmarks-profile.md`, BatchNorm
+0.20 ms a step, ReLU 0.08, the loss 0.08, the Linear layers' work beside their GEMMs 0.14, AdamW
+0.20 (eight calls; the fused step makes two), the rest 0.06. Closing it in the library would
+take fused training paths — a `Sequential` that runs Linear→BatchNorm→ReLU as one pass each way,
+a compiled cross-entropy, a multi-tensor AdamW over flat buffers — each giving the values of the
+layers it replaces and tested against PyTorch like them; a design change, left for a decision
+(see issue #17).
 """

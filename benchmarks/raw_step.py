@@ -3,12 +3,12 @@
 The step case ``MLP 784-256-256-10 + BN, batch 128`` of ``make bench`` written as one function
 with no modules, no checks and no caches: the same products, BatchNorm in training mode
 (batch statistics), ReLU, softmax cross-entropy, and the same fused AdamW update
-(:mod:`gammabeta.optim._kernels`). It prints, in alternating rounds, the medians of this bare
-step and of gammabeta's step against the step's GEMMs run alone, back to back
-(:func:`flops.gemm_runner`) and of the fused step of ``fused_step.py`` (everything but the
-GEMMs compiled; its flat buffers page-aligned, and from malloc), then the three in ``make
-bench``'s harness (:func:`run.alternate`), then the fixed cost of a step: the same layers 8
-wide::
+(:mod:`gammabeta.optim._kernels`). Per line of ``rounds``, it prints the median time of a call
+of this bare step, of gammabeta's step and of the fused step of ``fused_step.py`` (everything
+but the GEMMs compiled; its flat buffers page-aligned, and from malloc) against the step's
+GEMMs run alone, back to back (:func:`flops.gemm_runner`), all timed in 10-call blocks in turn
+(:func:`interleaved_ms`); then the floor, gammabeta's step and the fused one in ``make bench``'s
+harness (:func:`run.alternate`); then the fixed cost of a step: the same layers 8 wide::
 
     python benchmarks/raw_step.py [rounds]
 
@@ -89,28 +89,50 @@ def median_ms(fn, calls: int = 300) -> float:
     return float(np.median(times)) * 1e3
 
 
+def interleaved_ms(fns: dict, rounds: int, block: int = 10) -> dict:
+    """Per function, the median time of one call (ms) over ``rounds`` rounds in which each
+    function runs ``block`` calls back to back, in turn (the order rotating): this VM swings
+    between fast and slow phases lasting about a second, and blocks of ~15 ms spread every
+    function evenly over them (300 calls of one function, then 300 of the next, did not)."""
+    names = list(fns)
+    for fn in fns.values():
+        for _ in range(10):
+            fn()
+    times: dict = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn = fns[name]
+            for _ in range(block):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(ts)) * 1e3 for name, ts in times.items()}
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     rounds = int(argv[0]) if argv else 3
     cases.warm_kernels()
     label, name, shape, classes, batch, opts = cases.STEP_CASES[0]
     gb_step, _, _, _, gemms = cases.make_step(name, shape, classes, batch, opts)
-    bare = bare_step(np.random.default_rng(0), batch)
-    fused, _ = fused_step.fused_step(batch)
-    fused_heap, _ = fused_step.fused_step(batch, aligned=False)
-    floor = flops.gemm_runner(gemms)
-    print(f"# {label}: medians of 300 calls each, in turn; GEMMs alone: the step's products "
-          "back to back (flops.gemm_runner)")
+    fns = {"GEMMs alone": flops.gemm_runner(gemms),
+           "bare NumPy step": bare_step(np.random.default_rng(0), batch),
+           "gammabeta step": gb_step,
+           "fused step": fused_step.fused_step(batch)[0],
+           "fused step, buffers from malloc": fused_step.fused_step(batch, aligned=False)[0]}
+    floor = fns["GEMMs alone"]
+    print(f"# {label}: per call, the median of 10-call blocks run in turn (100 rounds per "
+          "line); GEMMs alone: the step's products back to back (flops.gemm_runner)")
     print(f"# fused step (fused_step.py) against gammabeta's after 3 steps: largest difference "
           f"of a parameter or running statistic {fused_step.check(3):.1e}")
     for _ in range(rounds):
-        f, a, b = median_ms(floor), median_ms(bare), median_ms(gb_step)
-        c, d = median_ms(fused), median_ms(fused_heap)
-        print(f"GEMMs alone {f:.2f} ms   bare NumPy step {a:.2f} ms ({a / f:.2f}×)   "
-              f"gammabeta step {b:.2f} ms ({b / f:.2f}×)   fused step {c:.2f} ms ({c / f:.2f}×; "
-              f"buffers from malloc {d:.2f} ms, {d / f:.2f}×)", flush=True)
+        ms = interleaved_ms(fns, 100)
+        f = ms["GEMMs alone"]
+        print("   ".join(f"{k} {v:.2f} ms" + ("" if k == "GEMMs alone" else f" ({v / f:.2f}×)")
+                         for k, v in ms.items()), flush=True)
     # as make bench times them: 20 ms blocks after an idle pause, in alternating rounds
-    res = run.alternate({"floor": floor, "gammabeta": gb_step, "fused": fused}, 4 * rounds)
+    res = run.alternate({"floor": floor, "gammabeta": gb_step, "fused": fns["fused step"]},
+                        4 * rounds)
     f = res["floor"]["median_s"]
     print("make bench's harness (run.alternate): " + "   ".join(
         f"{k} {res[k]['median_s'] * 1e3:.2f} ms ({res[k]['median_s'] / f:.2f}×)"
