@@ -2,12 +2,12 @@
 left outside compiled code.
 
 ``raw_step.py`` showed that bare NumPy (no modules, no checks) misses 1.5× the step's GEMMs on
-this project's machine. This file goes as far as a NumPy + Numba design can: the same step as
-``make bench``'s case ``MLP 784-256-256-10 + BN, batch 128`` (gammabeta's own model and its
-weights, AdamW with weight decay 0.05 on the matrices, PyTorch's BatchNorm semantics, running
-statistics included), written as
+this project's machine. This file goes further, to what a NumPy + Numba program can do: the
+same step as ``make bench``'s case ``MLP 784-256-256-10 + BN, batch 128`` (gammabeta's own model
+and its weights, AdamW with weight decay 0.05 on the matrices, PyTorch's BatchNorm semantics,
+running statistics included), written as
 
-* the five matrix products of NumPy's BLAS, each writing into a buffer allocated once
+* the eight matrix products of NumPy's BLAS, each writing into a buffer allocated once
   (``np.matmul(..., out=...)``; the weight gradients straight into one flat gradient buffer);
 * three compiled passes for everything else: BatchNorm + ReLU forward, ReLU + BatchNorm
   backward, softmax cross-entropy with its gradient;
@@ -15,8 +15,8 @@ statistics included), written as
   moments (the fused kernel of :mod:`gammabeta.optim._kernels`).
 
 It is a measurement, not a design: a whole-step program for one architecture. ``check`` runs
-one step of it and one of gammabeta's (same model, same data) and returns the largest
-difference of the updated parameters and running statistics.
+a few steps of it and of gammabeta's (same model, same data) and returns the largest difference
+of the updated parameters and running statistics.
 """
 
 from __future__ import annotations

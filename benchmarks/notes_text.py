@@ -298,7 +298,7 @@ and the 784-256-256-10 step at 1.93×):
 
 Fifth round (the fourth left the 784-256-256-10 step at 2.10× its GEMMs alone): what a
 whole-step compiled design reaches. No change to the library; one new measurement.
-`benchmarks/fused_step.py` writes the 784-256-256-10 step with nothing but its five GEMMs
+`benchmarks/fused_step.py` writes the 784-256-256-10 step with nothing but its eight GEMMs
 outside compiled code: the GEMMs write into buffers allocated once (`np.matmul(..., out=...)`,
 the weight gradients straight into one flat gradient buffer), three Numba passes do the rest
 (BatchNorm + ReLU forward, ReLU + BatchNorm backward, softmax cross-entropy with its gradient),
