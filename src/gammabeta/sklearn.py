@@ -14,8 +14,9 @@ StandardScaler in front) at a fraction of the time.
 
 Nothing is standardized silently: put a :class:`~sklearn.preprocessing.StandardScaler` in
 front of it in a :class:`~sklearn.pipeline.Pipeline` (or scale the features yourself).
-Training runs in float32 on any real-valued input; labels may be any sortable values
-(strings, integers not starting at 0), mapped to ``classes_``.
+Training runs in float32 on any real-valued input, predictions in float64 (a float64 copy
+of the trained network: see ``_logits``); labels may be any sortable values (strings,
+integers not starting at 0), mapped to ``classes_``.
 
 scikit-learn compatibility: every check of :func:`sklearn.utils.estimator_checks.check_estimator`
 (scikit-learn 1.9) passes, so :data:`EXPECTED_FAILED_CHECKS` is empty. ``fit`` takes no
@@ -40,6 +41,7 @@ True
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import numbers
 
@@ -237,9 +239,17 @@ class BNClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _logits(self, X) -> np.ndarray:
+        """Eval-mode logits in float64, from a float64 copy of the trained network.
+
+        So a sample's output does not depend on which samples share its call: float32
+        matrix products round differently for different numbers of rows on some BLAS
+        kernels (OpenBLAS's small-matrix path on AVX-512 machines: a few units in the last
+        place, which fails scikit-learn's subset-invariance check at rtol 1e-7); float64
+        leaves such differences near 1e-16. The trained weights stay float32."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float32)
-        return predict_logits(self.model_, np.ascontiguousarray(X)).astype(np.float64)
+        twin = copy.deepcopy(self.model_).double()
+        return predict_logits(twin, np.ascontiguousarray(X, dtype=np.float64))
 
     def decision_function(self, X):
         """The network's eval-mode logits; for two classes, ``logit[1] - logit[0]``.
