@@ -242,10 +242,10 @@ class BNClassifier(ClassifierMixin, BaseEstimator):
         """Eval-mode logits in float64, from a float64 copy of the trained network.
 
         So a sample's output does not depend on which samples share its call: float32
-        matrix products round differently for different numbers of rows on some BLAS
-        kernels (OpenBLAS's small-matrix path on AVX-512 machines: a few units in the last
-        place, which fails scikit-learn's subset-invariance check at rtol 1e-7); float64
-        leaves such differences near 1e-16. The trained weights stay float32."""
+        matrix products can round differently for different numbers of rows (seen with
+        OpenBLAS's AVX-512 kernels: 2 units in the last place on one of 60 logits, which
+        fails scikit-learn's subset-invariance check at rtol 1e-7); float64 leaves such
+        differences near 1e-16. The trained weights stay float32."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float32)
         twin = copy.deepcopy(self.model_).double()
