@@ -29,6 +29,7 @@ from gammabeta.models import build_model
 from gammabeta.nn.losses import CrossEntropyLoss
 from gammabeta.nn.sequential import backward_params_only
 from gammabeta.optim import _kernels
+from gammabeta.optim.optimizers import _fused_scalars
 
 __all__ = ["fused_step", "gammabeta_step", "check"]
 
@@ -113,7 +114,8 @@ def softmax_cross_entropy(z, bias, target, dz, dbias):
 
 
 def _model_and_data(batch: int, seed: int = 0):
-    """gammabeta's model of the step case and its batch, as ``cases.make_step`` draws them."""
+    """gammabeta's model of the step case and its batch, drawn as ``cases.make_step`` draws
+    them."""
     rng = np.random.default_rng(seed)
     model = build_model("mlp", (784,), 10, rng=rng, hidden=(256, 256), dropout=0.0)
     x = rng.standard_normal((batch, 784), dtype=np.float32)
@@ -185,21 +187,16 @@ def fused_step(batch: int = 128, seed: int = 0, aligned: bool = True):
         np.matmul(dh1.T, x, out=dw1)
         step_count[0] += 1
         for (p, gr, m, v), wd in zip(flats, (0.05, 0.0), strict=True):
-            _kernels.adam_update(p, gr, m, v, *_adamw_scalars(1e-3, wd, step_count[0]))
+            _kernels.adam_update(p, gr, m, v, *_fused_scalars(1e-3, 1e-8, wd, 0.9, 0.999, True,
+                                                              np.float32, step_count[0]))
 
     return step, {k: v for k, v in views.items() if not k.startswith("grad ")}
 
 
-def _adamw_scalars(lr: float, wd: float, t: int, b1: float = 0.9, b2: float = 0.999,
-                   eps: float = 1e-8) -> tuple:
-    """The fused kernel's scalar arguments for AdamW step ``t``, in float32."""
-    f, w1 = np.float32, 1 - b1
-    return (f(1 - lr * wd), f(0), f(w1), f(1 - w1), w1 < 0.5, f(b2), f(1 - b2),
-            f((1 - b2**t) ** 0.5), f(eps), f(lr / (1 - b1**t)))
-
-
 def gammabeta_step(batch: int = 128, seed: int = 0):
-    """gammabeta's step of the same case (as ``cases.make_step`` runs it) and its model."""
+    """gammabeta's step of the same case, as ``cases.make_step`` runs it, and its model (not
+    ``make_step``'s own: its floor count runs one training-mode forward first, which moves the
+    BatchNorm statistics once)."""
     model, x, y = _model_and_data(batch, seed)
     opt = optim.AdamW(optim.param_groups(model, 0.05), lr=1e-3)
     loss_fn = CrossEntropyLoss()
